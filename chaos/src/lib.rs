@@ -1,0 +1,1 @@
+//! chaos: process and network fault injection — seeded, scheduled, always reverted.

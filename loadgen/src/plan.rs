@@ -1,0 +1,142 @@
+//! The load plan: what to send, how fast, and when to stop. Built by `slolab load`
+//! from hey-style flags and by `slolab run` from a profile; the engine runs it and
+//! the results file records it verbatim so runs can be compared like for like.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the engine needs, and nothing about how it was asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadPlan {
+    /// Requests to send, chosen by weight (one entry for `slolab load`).
+    pub requests: Vec<RequestTemplate>,
+    pub model: Model,
+    pub stop: Stop,
+    /// Connections (closed model: concurrent workers; open model: the most
+    /// requests in flight at once, beyond which sends are late).
+    pub connections: usize,
+    /// Per-request timeout, connect included.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    pub keepalive: bool,
+    pub compression: bool,
+    pub follow_redirects: bool,
+    /// Timeline bucket width.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Worker threads for the engine's runtime (0: one per core).
+    pub threads: usize,
+    /// Seed for the request mix and `{rand:a..b}` templates.
+    pub seed: u64,
+    /// Count responses by the value of this header (e.g. `X-Served-By`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_header: Option<String>,
+    /// Which outcomes count against availability.
+    #[serde(default)]
+    pub bad: BadPolicy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RequestTemplate {
+    pub weight: u32,
+    pub method: String,
+    /// Absolute URL; may contain templates: `{seq}`, `{rand:A..B}`, `{uuid}`.
+    pub url: String,
+    /// `(name, value)` in the order given; values may contain templates.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes as UTF-8 text (templates allowed) — `-D` files are read into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum Model {
+    /// hey's model: each connection sends back to back, optionally limited to
+    /// `rate_per_worker` requests per second (hey's `-q`). Latency is measured
+    /// from the actual send.
+    Closed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_per_worker: Option<f64>,
+    },
+    /// Arrival-rate model: requests are scheduled by the stages regardless of
+    /// responses; latency is measured from the scheduled time (coordinated-
+    /// omission correct).
+    Open { stages: Vec<Stage> },
+}
+
+/// One stretch of an open-model schedule: the rate moves linearly from
+/// `start_rate` to `end_rate` over `duration` (equal rates: steady).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(with = "humantime_serde_compat")]
+    pub duration: Duration,
+    pub start_rate: f64,
+    pub end_rate: f64,
+}
+
+/// When the run ends (Ctrl-C always ends it too).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum Stop {
+    /// After this many requests have ended (hey's `-n`).
+    Requests { count: u64 },
+    /// After this long (hey's `-z`); in-flight requests are waited for up to the timeout.
+    Duration {
+        #[serde(with = "humantime_serde_compat")]
+        duration: Duration,
+    },
+    /// Open model: when the last stage ends.
+    Stages,
+}
+
+/// Which outcomes are *bad* for availability. Transport failures and timeouts
+/// are always bad; 5xx is bad unless turned off; 4xx and 429 are opt-in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BadPolicy {
+    pub status_5xx: bool,
+    pub status_429: bool,
+    pub status_4xx: bool,
+}
+
+impl Default for BadPolicy {
+    fn default() -> Self {
+        Self {
+            status_5xx: true,
+            status_429: false,
+            status_4xx: false,
+        }
+    }
+}
+
+impl Stage {
+    pub fn steady(duration: Duration, rate: f64) -> Self {
+        Self {
+            duration,
+            start_rate: rate,
+            end_rate: rate,
+        }
+    }
+}
+
+/// Durations serialise as humantime strings ("1s", "250ms") so plans read well.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}

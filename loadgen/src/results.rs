@@ -1,0 +1,318 @@
+//! The results file, schema v1: what a run measured, in a form that later runs,
+//! shards, SLO reports and `slolab compare` can read back and merge exactly.
+//!
+//! Every field is documented for users in `results/README.md`; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::LoadPlan;
+
+/// Bumped on any change a v1 reader could misread. Additive fields do not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Percentiles every summary carries, in the order they are printed.
+pub const PERCENTILES: [(&str, f64); 7] = [
+    ("p50", 50.0),
+    ("p75", 75.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("p99.99", 99.99),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("cannot read results file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write results file {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a slolab results file: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path} has schema version {found}; this slolab reads version {SCHEMA_VERSION}")]
+    Version { path: String, found: u32 },
+    #[error("corrupt serialised histogram: {0}")]
+    Histogram(String),
+}
+
+/// A whole run. Writers that know more (the experiment runner) add their own
+/// top-level sections; readers that do not know them keep them in `extra`, so a
+/// read-modify-write never drops data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub run: RunMeta,
+    pub plan: LoadPlan,
+    pub totals: Totals,
+    /// Open model only: how well the generator kept to its schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacer: Option<PacerStats>,
+    pub timeline: Vec<Interval>,
+    /// Total latency histogram (µs), HdrHistogram V2+DEFLATE, base64.
+    pub histogram: String,
+    /// Total service-time histogram (µs, from the actual send), same encoding.
+    pub service_histogram: String,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunMeta {
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub finished_at: String,
+    /// Wall time from the first send to the last completion, seconds.
+    pub duration_s: f64,
+    /// `git rev-parse HEAD` of the working directory, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub host: Host,
+    /// True when the run was stopped early (Ctrl-C); the numbers cover what ran.
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Host {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub cpus: usize,
+}
+
+/// Latency summary in microseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_us: u64,
+    pub mean_us: f64,
+    pub max_us: u64,
+    pub stddev_us: f64,
+    /// Keys from [`PERCENTILES`] ("p50" … "p99.99").
+    pub percentiles_us: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Requests that ended, whatever the outcome.
+    pub requests: u64,
+    /// Ended as a response or failure that counts as good / bad (see `availability`).
+    pub good: u64,
+    pub bad: u64,
+    /// good / (good + bad); 1.0 when nothing was valid.
+    pub availability: f64,
+    /// Completed requests per second over `run.duration_s`.
+    pub rps: f64,
+    /// Count per outcome name (see [`crate::Outcome::name`]).
+    pub outcomes: BTreeMap<String, u64>,
+    /// Count per HTTP status code (responses only).
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Latency of every request that got a response: from the scheduled time in
+    /// the open model, from the send in the closed model.
+    pub latency: LatencySummary,
+    /// From the actual send, every model.
+    pub service_time: LatencySummary,
+    pub bytes_received: u64,
+    /// Responses per value of the tracked response header (e.g. X-Served-By).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_header: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PacerStats {
+    /// Requests the schedule called for.
+    pub scheduled: u64,
+    /// Requests actually sent.
+    pub sent: u64,
+    /// Requests sent more than `late_threshold_us` after their scheduled time.
+    pub late_sends: u64,
+    pub late_threshold_us: u64,
+    /// Worst and p99 delay between scheduled time and actual send.
+    pub max_lag_us: u64,
+    pub p99_lag_us: u64,
+    /// True when the generator could not keep up; the summary says so loudly.
+    pub fell_behind: bool,
+}
+
+/// One timeline bucket, `[start_s, start_s + duration_s)` from the run start,
+/// by completion time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Interval {
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub good: u64,
+    pub bad: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub latency: LatencySummary,
+    /// Requests whose scheduled time fell in this bucket (open model).
+    #[serde(default)]
+    pub scheduled: u64,
+    #[serde(default)]
+    pub late_sends: u64,
+    #[serde(default)]
+    pub max_lag_us: u64,
+    /// Latency histogram of this bucket (µs), V2+DEFLATE base64.
+    pub histogram: String,
+    pub service_histogram: String,
+}
+
+impl Results {
+    pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| ResultsError::Parse {
+                path: p.clone(),
+                source,
+            })?;
+        let found = value
+            .get("schema_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as u32;
+        if found != SCHEMA_VERSION {
+            return Err(ResultsError::Version { path: p, found });
+        }
+        serde_json::from_value(value).map_err(|source| ResultsError::Parse { path: p, source })
+    }
+
+    /// Writes atomically: a temp file in the same directory, fsync, rename.
+    pub fn write(&self, path: &Path) -> Result<(), ResultsError> {
+        let json = serde_json::to_vec_pretty(self).expect("results serialise");
+        write_atomic(path, &json)
+    }
+
+    pub fn total_histogram(&self) -> Result<Histogram<u64>, ResultsError> {
+        decode_histogram(&self.histogram)
+    }
+}
+
+/// Write `bytes` to `path` so that a reader sees either the old file or the new
+/// one, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+    let err = |source| ResultsError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// A latency histogram in microseconds: 1 µs to 1 hour at 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .expect("serialising into a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, ResultsError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| ResultsError::Histogram(e.to_string()))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
+    Ok(h)
+}
+
+impl LatencySummary {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            min_us: h.min(),
+            mean_us: h.mean(),
+            max_us: h.max(),
+            stddev_us: h.stdev(),
+            percentiles_us: PERCENTILES
+                .iter()
+                .map(|(k, q)| (k.to_string(), h.value_at_quantile(q / 100.0)))
+                .collect(),
+        }
+    }
+
+    pub fn percentile(&self, key: &str) -> Option<u64> {
+        self.percentiles_us.get(key).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_codec_round_trips_and_merges_exactly() {
+        let mut a = new_histogram();
+        let mut b = new_histogram();
+        for v in 1..=1000u64 {
+            a.record(v * 7).unwrap();
+            b.record(v * 131).unwrap();
+        }
+        let mut total = a.clone();
+        total.add(&b).unwrap();
+
+        let mut merged = decode_histogram(&encode_histogram(&a)).unwrap();
+        merged
+            .add(decode_histogram(&encode_histogram(&b)).unwrap())
+            .unwrap();
+        assert_eq!(merged, total);
+        assert_eq!(merged.len(), 2000);
+    }
+
+    #[test]
+    fn corrupt_histogram_is_an_error_not_a_panic() {
+        assert!(decode_histogram("not base64!").is_err());
+        assert!(decode_histogram("AAAA").is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! The command line: one `Cli` with a subcommand per job. Each subcommand's flags
+//! live with the code that runs it.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (every SLO met)
+  1  slolab failed: bad input, or it could not start
+  3  an SLO was not met
+  4  compare found a regression";
+
+#[derive(Debug, Parser)]
+#[command(name = "slolab", version, about = "Does this system meet its SLOs under this load and these faults?", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Drive HTTP load at a URL (hey's flags, plus an open model).
+    Load(crate::load::LoadArgs),
+    /// Run an experiment profile: stack + staged load + faults → SLO report.
+    Run(crate::run::RunArgs),
+    /// Regenerate a report from a results file.
+    Report(crate::report::ReportArgs),
+    /// Tell whether HEAD results are worse than BASE results.
+    Compare(crate::compare::CompareArgs),
+    /// Bring the bundled target stack up, show it, take it down.
+    Stack(crate::stack::StackArgs),
+    /// Inject and revert faults in a running stack.
+    Chaos(crate::chaos_cmd::ChaosArgs),
+    /// Run one component of the stack (used by the supervisor).
+    #[command(hide = true)]
+    Serve(crate::serve::ServeArgs),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Load(a) => crate::load::main(a),
+        Command::Run(a) => crate::run::main(a),
+        Command::Report(a) => crate::report::main(a),
+        Command::Compare(a) => crate::compare::main(a),
+        Command::Stack(a) => crate::stack::main(a),
+        Command::Chaos(a) => crate::chaos_cmd::main(a),
+        Command::Serve(a) => crate::serve::main(a),
+    }
+}
+
+pub fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

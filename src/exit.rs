@@ -1,0 +1,9 @@
+//! Exit codes, the contract with CI scripts: 0 every SLO met, 1 slolab itself
+//! failed (bad input, cannot start), 3 an SLO was not met, 4 compare found a regression.
+
+use std::process::ExitCode;
+
+pub const SUCCESS: ExitCode = ExitCode::SUCCESS;
+pub const FAILURE: ExitCode = ExitCode::FAILURE;
+pub const SLO_NOT_MET: u8 = 3;
+pub const REGRESSION: u8 = 4;
