@@ -1,10 +1,394 @@
-//! `slolab chaos` — scaffolding; replaced by the issue that builds it.
+//! `slolab chaos list | inject | revert | plan`: drive faults in a running
+//! `slolab stack up` through its control endpoint (address and token from the
+//! stack's state file), and expand a profile's `[[chaos]]` schedule into a plan.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chaos::control::{ControlClient, FaultsView};
+use chaos::{Direction, FaultEvent, FaultParams, FaultRequest, Plan, ScheduleEntry};
+use tabled::{Table, Tabled};
+use target::stack::{default_run_dir, StackState};
 
 #[derive(Debug, clap::Args)]
-pub struct ChaosArgs {}
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    command: ChaosCommand,
+}
 
-pub fn main(_args: ChaosArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`slolab chaos` is not built yet")
+#[derive(Debug, clap::Subcommand)]
+enum ChaosCommand {
+    /// Show the stack's components and the faults in force.
+    List(StackDir),
+    /// Inject FAULT into TARGET (a name, `api-*`, or `api-random`). Faults: kill,
+    /// stop, pause, restart, latency, bandwidth, reset, blackhole, refuse,
+    /// slow-close, limit-data.
+    Inject(InjectArgs),
+    /// Revert one fault by id, or all of them.
+    Revert(RevertArgs),
+    /// Expand a profile's `[[chaos]]` entries from a seed into timed faults; with
+    /// --dry-run print the plan and inject nothing, else run it against the stack.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StackDir {
+    /// The stack's run directory [default: as `slolab stack up`].
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct InjectArgs {
+    fault: String,
+    target: String,
+    /// Revert after this long (e.g. 10s); without it the fault stays until reverted.
+    #[arg(long = "for", value_parser = duration)]
+    duration: Option<Duration>,
+    /// latency: added delay (e.g. 200ms).
+    #[arg(long, value_parser = duration)]
+    latency: Option<Duration>,
+    /// latency: ± uniform jitter.
+    #[arg(long, value_parser = duration)]
+    jitter: Option<Duration>,
+    /// latency, bandwidth, limit-data: upstream | downstream (default) | both.
+    #[arg(long)]
+    direction: Option<Direction>,
+    /// bandwidth: bytes per second.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// limit-data: bytes before the connection is closed.
+    #[arg(long)]
+    bytes: Option<u64>,
+    /// slow-close: how long the close is held back.
+    #[arg(long, value_parser = duration)]
+    delay: Option<Duration>,
+    /// Network faults: fraction of connections affected, 0.0..=1.0 (default 1).
+    #[arg(long)]
+    toxicity: Option<f64>,
+    #[command(flatten)]
+    stack: StackDir,
+}
+
+#[derive(Debug, clap::Args)]
+struct RevertArgs {
+    /// The fault's id (see `slolab chaos list`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    id: Option<u64>,
+    /// Revert every fault in force.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    stack: StackDir,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// A profile (or any TOML file) with `[[chaos]]` entries.
+    file: PathBuf,
+    /// Seed for monkey mode and `api-random` [default: the file's `seed`, else 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the plan, inject nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The run's length, bounding monkey mode [default: the sum of the file's
+    /// load stages, else 60s].
+    #[arg(long, value_parser = duration)]
+    duration: Option<Duration>,
+    /// API instances to plan for when no stack is running [default: the file's
+    /// `stack.instances`, else 2].
+    #[arg(long)]
+    instances: Option<usize>,
+    #[command(flatten)]
+    stack: StackDir,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    chaos::duration::parse(s)
+}
+
+pub fn main(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        match args.command {
+            ChaosCommand::List(a) => list(&client(&a)?).await,
+            ChaosCommand::Inject(a) => inject(a).await,
+            ChaosCommand::Revert(a) => revert(a).await,
+            ChaosCommand::Plan(a) => plan(a).await,
+        }
+    })
+}
+
+/// The control endpoint of the running stack, found the way `stack status` does.
+fn client(dir: &StackDir) -> anyhow::Result<ControlClient> {
+    let run_dir = dir.run_dir.clone().unwrap_or_else(default_run_dir);
+    let state = StackState::read(&run_dir)?;
+    if !state.is_live() {
+        anyhow::bail!(
+            "the stack in {} is not running (pid {} is gone); start one with `slolab stack up`",
+            run_dir.display(),
+            state.pid
+        );
+    }
+    Ok(ControlClient {
+        addr: state.control.addr,
+        token: state.control.token,
+    })
+}
+
+#[derive(Tabled)]
+struct ComponentRow {
+    name: String,
+    kind: String,
+    pid: String,
+    #[tabled(rename = "network faults")]
+    proxied: &'static str,
+}
+
+#[derive(Tabled)]
+struct FaultRow {
+    id: u64,
+    fault: String,
+    target: String,
+    params: String,
+    #[tabled(rename = "for")]
+    duration: String,
+    started: String,
+}
+
+fn fault_rows(events: &[FaultEvent]) -> Vec<FaultRow> {
+    events
+        .iter()
+        .map(|e| FaultRow {
+            id: e.id,
+            fault: e.fault.clone(),
+            target: e.target.clone(),
+            params: params_text(&e.params),
+            duration: match (e.duration, e.end == Some(e.start)) {
+                (_, true) => "instant".into(),
+                (Some(d), _) => humantime::format_duration(d).to_string(),
+                (None, _) => "until reverted".into(),
+            },
+            started: e.start.wall.format("%H:%M:%S%.3f").to_string(),
+        })
+        .collect()
+}
+
+fn params_text(p: &FaultParams) -> String {
+    let value = serde_json::to_value(p).unwrap_or_default();
+    let parts: Vec<String> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn table<T: Tabled>(rows: impl IntoIterator<Item = T>) -> String {
+    Table::new(rows)
+        .with(tabled::settings::Style::rounded())
+        .to_string()
+}
+
+async fn list(client: &ControlClient) -> anyhow::Result<ExitCode> {
+    let FaultsView {
+        components, active, ..
+    } = client.list().await?;
+    println!(
+        "{}",
+        table(components.into_iter().map(|c| ComponentRow {
+            name: c.name,
+            kind: c.kind,
+            pid: c.pid.map_or_else(|| "down".into(), |p| p.to_string()),
+            proxied: if c.proxied { "yes" } else { "no" },
+        }))
+    );
+    if active.is_empty() {
+        println!("no faults in force");
+    } else {
+        println!("faults in force:\n{}", table(fault_rows(&active)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn inject(a: InjectArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&a.stack)?;
+    let req = FaultRequest {
+        fault: a.fault,
+        target: a.target,
+        duration: a.duration,
+        params: FaultParams {
+            latency: a.latency,
+            jitter: a.jitter,
+            direction: a.direction,
+            rate: a.rate,
+            bytes: a.bytes,
+            delay: a.delay,
+            toxicity: a.toxicity,
+        },
+    };
+    // Check here too, so a typo fails before any round trip.
+    chaos::Fault::from_request(&req)?;
+    let events = client.inject(&req).await?;
+    println!("injected:\n{}", table(fault_rows(&events)));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn revert(a: RevertArgs) -> anyhow::Result<ExitCode> {
+    let client = client(&a.stack)?;
+    let events = match a.id {
+        Some(id) => vec![client.revert(id).await?],
+        None => client.revert_all().await?,
+    };
+    if events.is_empty() {
+        println!("no faults were in force");
+    } else {
+        println!("reverted:\n{}", table(fault_rows(&events)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `[[chaos]]` entries of a profile and what the plan needs from the rest.
+struct ScheduleFile {
+    entries: Vec<ScheduleEntry>,
+    seed: Option<u64>,
+    total: Option<Duration>,
+    names: Vec<String>,
+}
+
+fn read_schedule(path: &Path, instances: Option<usize>) -> anyhow::Result<ScheduleFile> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let entries = match doc.get("chaos") {
+        Some(v) => v
+            .clone()
+            .try_into::<Vec<ScheduleEntry>>()
+            .with_context(|| format!("{}: in [[chaos]]", path.display()))?,
+        None => Vec::new(),
+    };
+    let seed = doc
+        .get("seed")
+        .and_then(|v| v.as_integer())
+        .map(|s| s as u64);
+    let stages = doc
+        .get("load")
+        .and_then(|l| l.get("stage"))
+        .and_then(|s| s.as_array());
+    let total = match stages {
+        Some(stages) => {
+            let mut sum = Duration::ZERO;
+            for s in stages {
+                if let Some(d) = s.get("duration").and_then(|d| d.as_str()) {
+                    sum += chaos::duration::parse(d)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("{}: load stage duration", path.display()))?;
+                }
+            }
+            Some(sum).filter(|d| !d.is_zero())
+        }
+        None => None,
+    };
+    let stack = doc.get("stack");
+    let instances = instances
+        .or_else(|| {
+            stack
+                .and_then(|s| s.get("instances"))
+                .and_then(|i| i.as_integer())
+                .map(|i| i as usize)
+        })
+        .unwrap_or(2);
+    let mut names: Vec<String> = (1..=instances).map(|i| format!("api-{i}")).collect();
+    names.push("gateway".into());
+    let field = |k: &str| stack.and_then(|s| s.get(k)).and_then(|v| v.as_str());
+    if field("cache") == Some("redis") {
+        names.push("redis".into());
+    }
+    if field("db") == Some("postgres") {
+        names.push("postgres".into());
+    }
+    Ok(ScheduleFile {
+        entries,
+        seed,
+        total,
+        names,
+    })
+}
+
+async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
+    let file = read_schedule(&a.file, a.instances)?;
+    // A running stack knows its real component names; otherwise plan for the
+    // stack the file describes.
+    let live = match client(&a.stack) {
+        Ok(c) => c.list().await.ok().map(|v| (c, v)),
+        Err(_) => None,
+    };
+    let names = match &live {
+        Some((_, view)) if a.instances.is_none() => {
+            view.components.iter().map(|c| c.name.clone()).collect()
+        }
+        _ => file.names.clone(),
+    };
+    let seed = a.seed.or(file.seed).unwrap_or(0);
+    let total = a.duration.or(file.total).unwrap_or(Duration::from_secs(60));
+    let plan = Plan::expand(&file.entries, seed, total, &names)
+        .with_context(|| format!("{}", a.file.display()))?;
+    print!("{plan}");
+    if a.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some((client, _)) = live else {
+        anyhow::bail!(
+            "no running stack to inject into; start one with `slolab stack up`, or pass --dry-run"
+        );
+    };
+    run_plan(&client, &plan).await
+}
+
+/// Inject each planned fault at its offset from now. Ctrl-C reverts what this
+/// plan injected and stops.
+async fn run_plan(client: &ControlClient, plan: &Plan) -> anyhow::Result<ExitCode> {
+    let start = tokio::time::Instant::now();
+    let mut injected: Vec<u64> = Vec::new();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    for planned in &plan.faults {
+        tokio::select! {
+            _ = tokio::time::sleep_until(start + planned.at) => {}
+            _ = &mut ctrl_c => {
+                for id in injected {
+                    let _ = client.revert(id).await;
+                }
+                eprintln!("interrupted: reverted the faults this plan injected");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        match client.inject(&planned.request).await {
+            Ok(events) => {
+                injected.extend(events.iter().map(|e| e.id));
+                println!("{}", table(fault_rows(&events)));
+            }
+            Err(e) => eprintln!(
+                "at {:?}: {} on {} not injected: {e}",
+                planned.at, planned.request.fault, planned.request.target
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,404 @@
-//! `slolab load` — scaffolding; replaced by the issue that builds it.
+//! `slolab load` — a drop-in for hey (same flags, defaults and report), plus an
+//! open model (`--rate`, `--stage`), `--json`, `--save` and a timeline interval.
+//! Flags become a `LoadPlan`; the loadgen library does the rest.
 
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 
 #[derive(Debug, clap::Args)]
-pub struct LoadArgs {}
+#[command(
+    after_help = "Durations are like 10s, 500ms, 1m. Stages: 20s@500 (steady) or 10s@100..1000 (linear ramp).\n\
+Latency in the open model (--rate/--stage) counts from each request's scheduled time."
+)]
+pub struct LoadArgs {
+    /// The URL to load (http:// only).
+    pub url: String,
+    /// Number of requests to run (closed model; with --rate: the stop).
+    #[arg(short = 'n')]
+    pub requests: Option<u64>,
+    /// Number of workers to run concurrently (open model: most requests in flight).
+    #[arg(short = 'c', default_value_t = 50)]
+    pub concurrency: usize,
+    /// Rate limit, in queries per second (QPS) per worker. Default: no limit.
+    #[arg(short = 'q')]
+    pub qps: Option<f64>,
+    /// Duration of application to send requests; when given, -n is ignored (e.g. -z 10s, -z 3m).
+    #[arg(short = 'z', value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// HTTP method.
+    #[arg(short = 'm', default_value = "GET")]
+    pub method: String,
+    /// Custom HTTP header, repeatable: -H "Accept: text/html" -H "Content-Type: application/xml".
+    #[arg(short = 'H')]
+    pub headers: Vec<String>,
+    /// HTTP request body.
+    #[arg(short = 'd')]
+    pub body: Option<String>,
+    /// HTTP request body from a file.
+    #[arg(short = 'D')]
+    pub body_file: Option<PathBuf>,
+    /// Content-type.
+    #[arg(short = 'T', default_value = "text/html")]
+    pub content_type: String,
+    /// Basic authentication, username:password.
+    #[arg(short = 'a')]
+    pub auth: Option<String>,
+    /// User-Agent (default: slolab/VERSION).
+    #[arg(short = 'U')]
+    pub user_agent: Option<String>,
+    /// Timeout for each request in seconds; 0 for no timeout.
+    #[arg(short = 't', default_value_t = 20.0)]
+    pub timeout: f64,
+    /// Output type: "csv" prints a row per response instead of the summary.
+    #[arg(short = 'o')]
+    pub output: Option<String>,
+    /// Disable compression (no Accept-Encoding: gzip).
+    #[arg(long = "disable-compression")]
+    pub disable_compression: bool,
+    /// Disable keep-alive: a new TCP connection per request.
+    #[arg(long = "disable-keepalive")]
+    pub disable_keepalive: bool,
+    /// Disable following of HTTP redirects.
+    #[arg(long = "disable-redirects")]
+    pub disable_redirects: bool,
+    /// Open model: schedule R requests per second in total, whatever the responses.
+    #[arg(long = "rate")]
+    pub rate: Option<f64>,
+    /// Open model stage, repeatable, run in order: DURATION@RATE or DURATION@FROM..TO.
+    #[arg(long = "stage", value_parser = parse_stage)]
+    pub stages: Vec<Stage>,
+    /// Print a JSON summary on stdout instead of the text report.
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Write the full results (schema v1 JSON) to this file, atomically.
+    #[arg(long = "save")]
+    pub save: Option<PathBuf>,
+    /// Timeline bucket width.
+    #[arg(long = "interval", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Runtime threads (0: one per core).
+    #[arg(long = "threads", default_value_t = 0)]
+    pub threads: usize,
+    /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body.
+    #[arg(long = "seed", default_value_t = 1)]
+    pub seed: u64,
+    /// Count responses by the value of this header (e.g. X-Served-By).
+    #[arg(long = "track-header")]
+    pub track_header: Option<String>,
+}
 
-pub fn main(_args: LoadArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`slolab load` is not built yet")
+/// hey spells its long flags with one dash (`-disable-keepalive`); clap wants two.
+/// Rewrites those, only after the `load` subcommand, before clap sees them.
+pub fn hey_spellings(args: Vec<OsString>) -> Vec<OsString> {
+    const LONG: [&str; 3] = [
+        "-disable-keepalive",
+        "-disable-compression",
+        "-disable-redirects",
+    ];
+    let mut in_load = false;
+    args.into_iter()
+        .map(|a| {
+            if !in_load {
+                in_load = a == "load";
+                return a;
+            }
+            match a.to_str() {
+                Some(s) if LONG.contains(&s) => OsString::from(format!("-{s}")),
+                _ => a,
+            }
+        })
+        .collect()
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 10s or 500ms ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: the duration must be more than 0"));
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Option<f64> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r >= 0.0)
+}
+
+/// `20s@500` (steady) or `10s@100..1000` (ramp).
+pub fn parse_stage(s: &str) -> Result<Stage, String> {
+    let bad = || {
+        format!("bad --stage {s:?}: expected DURATION@RATE or DURATION@FROM..TO, e.g. 20s@500 or 10s@100..1000")
+    };
+    let (d, r) = s.split_once('@').ok_or_else(bad)?;
+    let duration = parse_duration(d).map_err(|_| bad())?;
+    let (start_rate, end_rate) = match r.split_once("..") {
+        Some((a, b)) => (
+            parse_rate(a).ok_or_else(bad)?,
+            parse_rate(b).ok_or_else(bad)?,
+        ),
+        None => {
+            let r = parse_rate(r).ok_or_else(bad)?;
+            (r, r)
+        }
+    };
+    Ok(Stage {
+        duration,
+        start_rate,
+        end_rate,
+    })
+}
+
+/// Turns hey's flags into a plan; every mistake is one sentence.
+pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
+    if args.concurrency < 1 {
+        bail!("-c cannot be smaller than 1");
+    }
+    if args.requests == Some(0) {
+        bail!("-n cannot be smaller than 1");
+    }
+    if let Some(o) = &args.output {
+        if o != "csv" {
+            bail!("-o {o:?}: the only supported output type is csv");
+        }
+    }
+    if args.body.is_some() && args.body_file.is_some() {
+        bail!("use -d or -D, not both");
+    }
+    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
+        bail!("-t must be a number of seconds (0 for no timeout)");
+    }
+    if args.rate.is_some() && !args.stages.is_empty() {
+        bail!("use --rate or --stage, not both");
+    }
+    if args.qps.is_some() && (args.rate.is_some() || !args.stages.is_empty()) {
+        bail!("-q limits each worker of the closed model; with --rate/--stage the rate is already set");
+    }
+    if let Some(q) = args.qps {
+        if !(q.is_finite() && q >= 0.0) {
+            bail!("-q must be a non-negative number");
+        }
+    }
+    if let Some(r) = args.rate {
+        if !(r.is_finite() && r > 0.0) {
+            bail!("--rate must be a positive number of requests per second");
+        }
+    }
+    let body = match (&args.body, &args.body_file) {
+        (Some(b), _) => Some(b.clone()),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read -D file {}", path.display()))?;
+            Some(
+                String::from_utf8(bytes)
+                    .map_err(|_| anyhow::anyhow!("-D file {} is not UTF-8 text", path.display()))?,
+            )
+        }
+        (None, None) => None,
+    };
+    let mut headers = vec![("Content-Type".to_string(), args.content_type.clone())];
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .filter(|(n, _)| !n.trim().is_empty() && !n.trim().contains(' '))
+            .with_context(|| format!("bad -H {h:?}: expected \"Name: value\""))?;
+        let name = name.trim();
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    if let Some(ua) = &args.user_agent {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("user-agent"));
+        headers.push(("User-Agent".into(), ua.clone()));
+    }
+    if let Some(a) = &args.auth {
+        if !a.contains(':') {
+            bail!("-a must be username:password");
+        }
+        headers.push(("Authorization".into(), loadgen::basic_auth(a)));
+    }
+    let open = args.rate.is_some() || !args.stages.is_empty();
+    let (model, stop) = if open {
+        let stop = match (args.duration, args.requests) {
+            (Some(d), _) => Stop::Duration { duration: d },
+            (None, Some(n)) => Stop::Requests { count: n },
+            (None, None) if args.stages.is_empty() => Stop::Requests { count: 200 },
+            (None, None) => Stop::Stages,
+        };
+        let stages = match args.rate {
+            Some(r) => {
+                // One steady stage long enough for the stop to end the run.
+                let d = match stop {
+                    Stop::Duration { duration } => duration,
+                    Stop::Requests { count } => Duration::from_secs_f64(count as f64 / r),
+                    Stop::Stages => unreachable!("--rate always has -n or -z"),
+                };
+                vec![Stage::steady(d, r)]
+            }
+            None => args.stages.clone(),
+        };
+        (Model::Open { stages }, stop)
+    } else {
+        let n = args.requests.unwrap_or(200);
+        if args.duration.is_none() && n < args.concurrency as u64 {
+            bail!("-n cannot be less than -c");
+        }
+        let stop = match args.duration {
+            Some(d) => Stop::Duration { duration: d },
+            None => Stop::Requests { count: n },
+        };
+        let q = args.qps.filter(|q| *q > 0.0);
+        (Model::Closed { rate_per_worker: q }, stop)
+    };
+    let plan = LoadPlan {
+        requests: vec![RequestTemplate {
+            weight: 1,
+            method: args.method.to_ascii_uppercase(),
+            url: args.url.clone(),
+            headers,
+            body,
+        }],
+        model,
+        stop,
+        connections: args.concurrency,
+        timeout: if args.timeout == 0.0 {
+            Duration::from_secs(24 * 3600)
+        } else {
+            Duration::from_secs_f64(args.timeout)
+        },
+        keepalive: !args.disable_keepalive,
+        compression: !args.disable_compression,
+        follow_redirects: !args.disable_redirects,
+        interval: args.interval,
+        threads: args.threads,
+        seed: args.seed,
+        track_header: args.track_header.clone(),
+        bad: BadPolicy::default(),
+    };
+    loadgen::validate(&plan)?;
+    Ok(plan)
+}
+
+pub fn main(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
+    let runtime = loadgen::runtime(plan.threads)?;
+    let results = runtime.block_on(drive(plan, &args))?;
+    if let Some(path) = &args.save {
+        results.write(path)?;
+    }
+    if args.output.is_none() {
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&loadgen::summary::json(&results))?
+            )?;
+        } else {
+            write!(out, "{}", loadgen::summary::hey_text(&results))?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn drive(plan: LoadPlan, args: &LoadArgs) -> anyhow::Result<loadgen::Results> {
+    let shutdown = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handler: never interrupt rather than interrupt at once.
+            std::future::pending::<()>().await;
+        }
+    };
+    let (progress_tx, bar) = if std::io::stderr().is_terminal() && !args.json {
+        let (tx, rx) = tokio::sync::watch::channel(loadgen::Progress::default());
+        (Some(tx), Some(tokio::spawn(progress_bar(rx, plan.clone()))))
+    } else {
+        (None, None)
+    };
+    let results = if args.output.is_some() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<loadgen::RequestRow>(4096);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            writeln!(out, "{}", loadgen::RequestRow::CSV_HEADER)?;
+            while let Some(row) = rx.blocking_recv() {
+                writeln!(out, "{}", row.to_csv())?;
+            }
+            out.flush()
+        });
+        let results = loadgen::run_with_rows(plan, shutdown, progress_tx, tx).await?;
+        writer.await.context("the CSV writer stopped")??;
+        results
+    } else {
+        loadgen::run(plan, shutdown, progress_tx).await?
+    };
+    if let Some(bar) = bar {
+        let _ = bar.await;
+    }
+    Ok(results)
+}
+
+/// A progress bar on stderr (only when it is a terminal): ends when the run does.
+async fn progress_bar(mut rx: tokio::sync::watch::Receiver<loadgen::Progress>, plan: LoadPlan) {
+    let bar = match plan.stop {
+        Stop::Requests { count } => indicatif::ProgressBar::new(count),
+        _ => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} {wide_bar} {pos} requests  {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    while rx.changed().await.is_ok() {
+        let p = rx.borrow_and_update().clone();
+        bar.set_position(p.requests);
+        bar.set_message(format!(
+            "{:.0} req/s  p99 {:.1} ms  errors {}  stage {}",
+            p.rate,
+            p.p99_last_interval.as_secs_f64() * 1e3,
+            p.errors,
+            p.stage + 1
+        ));
+    }
+    bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_parse() {
+        let s = parse_stage("20s@500").unwrap();
+        assert_eq!(s, Stage::steady(Duration::from_secs(20), 500.0));
+        let s = parse_stage("10s@100..1000").unwrap();
+        assert_eq!((s.start_rate, s.end_rate), (100.0, 1000.0));
+        for bad in ["20s", "@5", "x@5", "1s@-1", "1s@a..b", "0s@5"] {
+            assert!(parse_stage(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hey_single_dash_flags_are_rewritten_after_load_only() {
+        let args: Vec<OsString> = [
+            "slolab",
+            "load",
+            "-disable-keepalive",
+            "-n",
+            "5",
+            "http://x/",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let out = hey_spellings(args);
+        assert_eq!(out[2], "--disable-keepalive");
+        assert_eq!(out[3], "-n");
+    }
 }

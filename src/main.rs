@@ -13,10 +13,33 @@ mod load;
 mod report;
 mod run;
 mod serve;
+mod slo;
 mod stack;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // Usage errors exit 1 like every other bad input (clap's default is 2), on one
+    // line; --help and --version print and exit 0 as usual.
+    let args = load::hey_spellings(std::env::args_os().collect());
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            let text = e.render().to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: bad command line")
+            );
+            return exit::FAILURE;
+        }
+    };
     cli::init_tracing(cli.verbose);
     match cli::dispatch(cli) {
         Ok(code) => code,

@@ -247,6 +247,14 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    // Written with the full 1 µs–1 h range whatever range `h` grew to, so any
+    // reader's decoded histogram can take any other's values.
+    let mut full = new_histogram();
+    let h = if h.high() >= full.high() || full.add(h).is_err() {
+        h
+    } else {
+        &full
+    };
     let mut buf = Vec::new();
     V2DeflateSerializer::new()
         .serialize(h, &mut buf)
@@ -258,9 +266,12 @@ pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, ResultsError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s)
         .map_err(|e| ResultsError::Histogram(e.to_string()))?;
-    let h: Histogram<u64> = Deserializer::new()
+    let mut h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
+    // A decoded histogram only spans the range it was written with; let it grow
+    // so that adding another interval, run or shard with larger values works.
+    h.auto(true);
     Ok(h)
 }
 
@@ -308,6 +319,19 @@ mod tests {
             .unwrap();
         assert_eq!(merged, total);
         assert_eq!(merged.len(), 2000);
+    }
+
+    #[test]
+    fn small_decoded_histograms_take_larger_values() {
+        let mut small = Histogram::<u64>::new(3).unwrap();
+        small.record(100).unwrap();
+        let mut big = Histogram::<u64>::new(3).unwrap();
+        big.record(2_000_000_000).unwrap();
+        let mut a = decode_histogram(&encode_histogram(&small)).unwrap();
+        a.add(decode_histogram(&encode_histogram(&big)).unwrap())
+            .unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(a.max() >= 1_999_000_000);
     }
 
     #[test]

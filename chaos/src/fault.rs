@@ -1,0 +1,334 @@
+//! Faults as users ask for them (`FaultRequest`: a name, a target, flat parameters)
+//! and as the injector applies them (`Fault`), with every check done on the way
+//! from one to the other — so nonsense is refused before anything is injected.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::toxic::{Direction, Toxic};
+
+/// Every fault name, in the order help texts list them.
+pub const FAULT_NAMES: &[&str] = &[
+    "kill",
+    "stop",
+    "pause",
+    "restart",
+    "latency",
+    "bandwidth",
+    "reset",
+    "blackhole",
+    "refuse",
+    "slow-close",
+    "limit-data",
+];
+
+/// A fault as the CLI, the control endpoint and schedules spell it: flat and
+/// optional, so one shape serves `--latency 200ms` and `latency = "200ms"`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FaultRequest {
+    pub fault: String,
+    pub target: String,
+    /// How long the fault lasts before it is reverted; none = until reverted.
+    #[serde(
+        rename = "for",
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+    #[serde(flatten)]
+    pub params: FaultParams,
+}
+
+/// The parameters of network faults, all optional; which ones a fault needs is
+/// checked by [`Fault::from_request`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FaultParams {
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latency: Option<Duration>,
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jitter: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// Bandwidth in bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
+    /// limit-data: bytes before the connection is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// slow-close: how long the close is held back.
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+    /// Fraction of connections affected, 0.0..=1.0 (default 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toxicity: Option<f64>,
+}
+
+impl FaultParams {
+    /// The names of the parameters that are set, for "does not apply" errors.
+    fn set_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |set: bool, name| {
+            if set {
+                v.push(name)
+            }
+        };
+        add(self.latency.is_some(), "latency");
+        add(self.jitter.is_some(), "jitter");
+        add(self.direction.is_some(), "direction");
+        add(self.rate.is_some(), "rate");
+        add(self.bytes.is_some(), "bytes");
+        add(self.delay.is_some(), "delay");
+        add(self.toxicity.is_some(), "toxicity");
+        v
+    }
+}
+
+/// A validated fault.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// SIGKILL the component's process; its restart policy decides what follows.
+    Kill,
+    /// SIGTERM: a graceful stop.
+    Stop,
+    /// SIGSTOP, then SIGCONT on revert.
+    Pause,
+    /// Down (through the supervisor) for the fault's duration, then started again.
+    Restart,
+    /// A toxic on the fault proxy in front of the component.
+    Network { toxic: Toxic, toxicity: f64 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FaultError {
+    #[error("unknown fault `{0}`; known faults: {list}", list = FAULT_NAMES.join(", "))]
+    UnknownFault(String),
+    #[error("{fault} needs `{param}` (e.g. {example})")]
+    Missing {
+        fault: &'static str,
+        param: &'static str,
+        example: &'static str,
+    },
+    #[error("{fault} does not take {params}")]
+    DoesNotApply { fault: &'static str, params: String },
+    #[error("toxicity must be within 0.0..=1.0, got {0}")]
+    Toxicity(f64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no component `{target}`; components: {known}")]
+    UnknownTarget { target: String, known: String },
+    #[error("`{target}` has no fault proxy in front of it, so {fault} cannot apply (network faults need a proxied component)")]
+    NoProxy { target: String, fault: String },
+    #[error("`{target}` has no running process")]
+    NoProcess { target: String },
+}
+
+impl Fault {
+    /// Check a request's fault name and parameters and build the fault. The
+    /// target is checked separately, against the components of the moment.
+    pub fn from_request(req: &FaultRequest) -> Result<Fault, FaultError> {
+        let p = &req.params;
+        let name = FAULT_NAMES
+            .iter()
+            .find(|n| **n == req.fault)
+            .copied()
+            .ok_or_else(|| FaultError::UnknownFault(req.fault.clone()))?;
+        let allowed: &[&str] = match name {
+            "kill" | "stop" | "pause" | "restart" => &[],
+            "latency" => &["latency", "jitter", "direction", "toxicity"],
+            "bandwidth" => &["rate", "direction", "toxicity"],
+            "limit-data" => &["bytes", "direction", "toxicity"],
+            "slow-close" => &["delay", "toxicity"],
+            _ => &["toxicity"],
+        };
+        let stray: Vec<&str> = p
+            .set_names()
+            .into_iter()
+            .filter(|n| !allowed.contains(n))
+            .collect();
+        if !stray.is_empty() {
+            return Err(FaultError::DoesNotApply {
+                fault: name,
+                params: stray.join(", "),
+            });
+        }
+        if name == "kill" && req.duration.is_some() {
+            return Err(FaultError::Invalid(
+                "kill is instantaneous (the restart policy brings the component back); `for` does not apply — use restart or pause for a timed outage".into(),
+            ));
+        }
+        if name == "restart" && req.duration.is_none() {
+            return Err(FaultError::Missing {
+                fault: "restart",
+                param: "for",
+                example: "for = \"5s\": how long the component stays down",
+            });
+        }
+        let toxicity = p.toxicity.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&toxicity) || toxicity.is_nan() {
+            return Err(FaultError::Toxicity(toxicity));
+        }
+        let direction = p.direction.unwrap_or_default();
+        let missing = |param, example| FaultError::Missing {
+            fault: name,
+            param,
+            example,
+        };
+        let toxic = match name {
+            "kill" => return Ok(Fault::Kill),
+            "stop" => return Ok(Fault::Stop),
+            "pause" => return Ok(Fault::Pause),
+            "restart" => return Ok(Fault::Restart),
+            "latency" => Toxic::Latency {
+                latency: p.latency.ok_or_else(|| missing("latency", "200ms"))?,
+                jitter: p.jitter.unwrap_or_default(),
+                direction,
+            },
+            "bandwidth" => Toxic::Bandwidth {
+                rate: p
+                    .rate
+                    .ok_or_else(|| missing("rate", "10000 (bytes per second)"))?,
+                direction,
+            },
+            "limit-data" => Toxic::LimitData {
+                bytes: p.bytes.ok_or_else(|| missing("bytes", "1024"))?,
+                direction,
+            },
+            "slow-close" => Toxic::SlowClose {
+                delay: p.delay.ok_or_else(|| missing("delay", "2s"))?,
+            },
+            "reset" => Toxic::Reset,
+            "blackhole" => Toxic::Blackhole,
+            "refuse" => Toxic::Refuse,
+            _ => unreachable!("every name in FAULT_NAMES is matched"),
+        };
+        toxic
+            .validate()
+            .map_err(|e| FaultError::Invalid(e.to_string()))?;
+        Ok(Fault::Network { toxic, toxicity })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Stop => "stop",
+            Fault::Pause => "pause",
+            Fault::Restart => "restart",
+            Fault::Network { toxic, .. } => toxic.name(),
+        }
+    }
+}
+
+/// Whether `name` is picked by `pattern`: an exact name, or a `*` glob such as
+/// `api-*` (`*` matches any run of characters).
+pub fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((prefix, suffix)) => {
+            name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        }
+    }
+}
+
+/// For `X-random`, the glob of its candidates (`X-*`); `None` for other patterns.
+pub fn random_pool(pattern: &str) -> Option<String> {
+    pattern.strip_suffix("-random").map(|p| format!("{p}-*"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(fault: &str) -> FaultRequest {
+        FaultRequest {
+            fault: fault.into(),
+            target: "api-1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn builds_each_fault() {
+        assert_eq!(Fault::from_request(&req("kill")), Ok(Fault::Kill));
+        assert_eq!(Fault::from_request(&req("pause")), Ok(Fault::Pause));
+        let mut r = req("latency");
+        r.params.latency = Some(Duration::from_millis(200));
+        r.params.toxicity = Some(0.5);
+        assert_eq!(
+            Fault::from_request(&r),
+            Ok(Fault::Network {
+                toxic: Toxic::Latency {
+                    latency: Duration::from_millis(200),
+                    jitter: Duration::ZERO,
+                    direction: Direction::Downstream
+                },
+                toxicity: 0.5
+            })
+        );
+        assert_eq!(Fault::from_request(&req("reset")).unwrap().name(), "reset");
+    }
+
+    #[test]
+    fn refuses_nonsense_with_a_clear_error() {
+        let e = Fault::from_request(&req("explode")).unwrap_err();
+        assert!(e.to_string().contains("unknown fault `explode`"), "{e}");
+        assert!(e.to_string().contains("limit-data"), "{e}");
+
+        let mut r = req("reset");
+        r.params.toxicity = Some(1.5);
+        assert_eq!(Fault::from_request(&r), Err(FaultError::Toxicity(1.5)));
+
+        let e = Fault::from_request(&req("latency")).unwrap_err();
+        assert!(e.to_string().contains("needs `latency`"), "{e}");
+
+        let mut r = req("kill");
+        r.params.latency = Some(Duration::from_millis(1));
+        assert!(matches!(
+            Fault::from_request(&r),
+            Err(FaultError::DoesNotApply { .. })
+        ));
+
+        let e = Fault::from_request(&req("restart")).unwrap_err();
+        assert!(e.to_string().contains("needs `for`"), "{e}");
+    }
+
+    #[test]
+    fn negative_durations_are_refused_when_parsed() {
+        let e = serde_json::from_str::<FaultRequest>(
+            r#"{"fault":"pause","target":"redis","for":"-5s"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("negative duration"), "{e}");
+        let e =
+            serde_json::from_str::<FaultRequest>(r#"{"fault":"pause","target":"redis","bogus":1}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(matches("api-*", "api-2"));
+        assert!(!matches("api-*", "gateway"));
+        assert!(matches("redis", "redis"));
+        assert!(!matches("redis", "redis-2"));
+        assert_eq!(random_pool("api-random").as_deref(), Some("api-*"));
+        assert_eq!(random_pool("api-2"), None);
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): slolab load vs wrk, hey and oha (each if installed)
+# against nginx (one worker pinned to core 0, `return 200`), every generator
+# pinned to core 1 with 50 keep-alive connections. Prints requests/s, requests
+# per CPU-second of the generator (user+sys from /usr/bin/time), peak RSS, and
+# each ratio to wrk from this same run; then slolab's peak RSS for a
+# 1,000,000-request run against a 10,000-request one.
+#
+#   cargo build --release -p slolab && ci/bench-loadgen.sh
+#   SECONDS_PER_RUN=10 CONNECTIONS=50 SLOLAB=build/release/slolab ci/bench-loadgen.sh
+#
+# Other processes on the machine skew absolute figures; compare ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=${SECONDS_PER_RUN:-10}
+CONNS=${CONNECTIONS:-50}
+SLOLAB=${SLOLAB:-build/release/slolab}
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "bench-loadgen: nginx is required" >&2; exit 1; }
+[ -x "$SLOLAB" ] || { echo "bench-loadgen: $SLOLAB missing; run: cargo build --release -p slolab" >&2; exit 1; }
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { echo "bench-loadgen: /usr/bin/time is required (apt-get install time)" >&2; exit 1; }
+if [ "$(nproc)" -ge 2 ]; then SERVER_CPU=0; GEN_CPU=1; else SERVER_CPU=0; GEN_CPU=0; fi
+
+work=$(mktemp -d)
+nginx_pid=""
+cleanup() {
+    if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# nginx cannot report a port-0 bind, so take a free port from the kernel first.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work;
+    uwsgi_temp_path $work; scgi_temp_path $work;
+    server { listen 127.0.0.1:$port; location / { return 200 "ok"; } }
+}
+CONF
+taskset -c "$SERVER_CPU" "$NGINX" -c "$work/nginx.conf" -p "$work" &
+nginx_pid=$!
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+done
+URL="http://127.0.0.1:$port/"
+echo "nginx pid $nginx_pid on $URL (core $SERVER_CPU); generators on core $GEN_CPU; ${SECS}s, $CONNS connections"
+echo
+
+# run NAME REQUEST-COUNT-EXTRACTOR CMD...: runs CMD pinned under /usr/bin/time.
+declare -A RPS CPU_RATE RSS
+run() {
+    local name=$1 extract=$2; shift 2
+    "$TIME" -f "%e %U %S %M" -o "$work/$name.time" taskset -c "$GEN_CPU" "$@" > "$work/$name.out" 2> "$work/$name.err" || {
+        echo "$name failed:"; tail -5 "$work/$name.err"; return 0; }
+    local requests wall user sys rss
+    requests=$($extract "$work/$name.out")
+    read -r wall user sys rss < <(tail -1 "$work/$name.time")
+    RPS[$name]=$(awk -v n="$requests" -v w="$wall" 'BEGIN { printf "%.0f", n / w }')
+    CPU_RATE[$name]=$(awk -v n="$requests" -v u="$user" -v s="$sys" 'BEGIN { c = u + s; if (c <= 0) c = 0.01; printf "%.0f", n / c }')
+    RSS[$name]=$rss
+    printf "%-8s %10s requests  %9s req/s  %9s req/CPU-s  %7s KB peak RSS  (cpu %ss user + %ss sys)\n" \
+        "$name" "$requests" "${RPS[$name]}" "${CPU_RATE[$name]}" "$rss" "$user" "$sys"
+}
+count_wrk() { awk '/requests in/ { print $1 }' "$1"; }
+count_responses() { awk '/\[2[0-9][0-9]\]/ { gsub(/[^0-9]/, " ", $0); split($0, a, " "); s += a[2] } END { print s + 0 }' "$1"; }
+count_slolab() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcomes"]["2xx"])' "$1"; }
+
+run slolab count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --json "$URL"
+command -v wrk >/dev/null && run wrk count_wrk wrk -t1 -c "$CONNS" -d "${SECS}s" "$URL"
+command -v hey >/dev/null && run hey count_responses hey -z "${SECS}s" -c "$CONNS" "$URL"
+command -v oha >/dev/null && run oha count_responses oha -z "${SECS}s" -c "$CONNS" --no-tui "$URL"
+
+echo
+if [ -n "${CPU_RATE[wrk]:-}" ]; then
+    for name in slolab hey oha; do
+        [ -n "${CPU_RATE[$name]:-}" ] || continue
+        awk -v n="$name" -v a="${CPU_RATE[$name]}" -v b="${CPU_RATE[wrk]}" -v r="${RPS[$name]}" -v w="${RPS[wrk]}" \
+            'BEGIN { printf "%-8s req/CPU-s vs wrk: %.2fx   req/s vs wrk: %.2fx\n", n, a / b, r / w }'
+    done
+else
+    echo "wrk not installed: no ratios"
+fi
+
+echo
+echo "slolab peak RSS by request count (memory must not grow with requests):"
+for n in 10000 1000000; do
+    "$TIME" -f "%e %U %S %M" -o "$work/rss-$n.time" taskset -c "$GEN_CPU" \
+        "$SLOLAB" load -n "$n" -c "$CONNS" --threads 1 --json "$URL" > "$work/rss-$n.out"
+    read -r wall user sys rss < <(tail -1 "$work/rss-$n.time")
+    printf "  -n %-8s %7s KB peak RSS  (%s 2xx in %ss)\n" "$n" "$rss" "$(count_slolab "$work/rss-$n.out")" "$wall"
+done

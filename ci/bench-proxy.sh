@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): the chaos fault proxy with no toxic vs a direct
+# connection to the same nginx `return 200`, same wrk load, alternating rounds;
+# plus a peer, a bare `copy_bidirectional` tokio proxy, to tell the proxy's own
+# cost from what any extra hop costs on this machine. Prints p50 latency (1
+# connection, so no queueing) and throughput (CONNS connections), the p50 added
+# by the proxy in µs, and the throughput ratios.
+# Targets: ≤ 50 µs added at p50, ≥ 90 % of direct throughput. Release build.
+# On a small machine where wrk, nginx and the proxy share the cores, every hop
+# costs CPU that nginx `return 200` would otherwise use: compare with the peer.
+#
+#   ci/bench-proxy.sh
+#   DURATION=10s CONNS=64 ROUNDS=3 ci/bench-proxy.sh
+#   SKIP_BUILD=1 ci/bench-proxy.sh          # reuse the release build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-32}
+ROUNDS=${ROUNDS:-3}
+
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+for tool in wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is required" >&2; exit 1; }
+done
+[ -x "$NGINX" ] || { echo "bench-proxy: nginx is required (apt-get install nginx)" >&2; exit 1; }
+
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p chaos --example proxy
+BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/proxy
+
+RUN=$(mktemp -d /tmp/bench-proxy.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # url
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench-proxy: $1 did not come up" >&2
+    exit 1
+}
+
+# --- upstream: nginx, 1 worker, `return 200` --------------------------------
+PORT=$(free_port)
+cat >"$RUN/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $RUN/nginx.pid;
+error_log $RUN/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $RUN/client_body_temp;
+    proxy_temp_path $RUN/proxy_temp;
+    fastcgi_temp_path $RUN/fastcgi_temp;
+    uwsgi_temp_path $RUN/uwsgi_temp;
+    scgi_temp_path $RUN/scgi_temp;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$PORT; location / { return 200 'ok'; } }
+}
+CONF
+"$NGINX" -p "$RUN" -c "$RUN/nginx.conf" &
+PIDS+=($!)
+DIRECT="http://127.0.0.1:$PORT/"
+wait_for "$DIRECT"
+
+# --- the proxy, no toxic ----------------------------------------------------
+"$BIN" 127.0.0.1:0 "127.0.0.1:$PORT" >"$RUN/proxy.addr" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$RUN/proxy.addr" ] && break; sleep 0.1; done
+PROXIED="http://$(head -1 "$RUN/proxy.addr")/"
+wait_for "$PROXIED"
+"$BIN" --plain 127.0.0.1:0 "127.0.0.1:$PORT" >"$RUN/plain.addr" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$RUN/plain.addr" ] && break; sleep 0.1; done
+PLAIN="http://$(head -1 "$RUN/plain.addr")/"
+wait_for "$PLAIN"
+
+# wrk's p50 in µs and its req/s, from `wrk --latency`.
+measure() { # url conns
+    wrk -t1 -c"$2" -d"$DURATION" --latency "$1" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+unit = {"us": 1, "ms": 1000, "s": 1000000}
+m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)", text, re.M)
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+print(float(m.group(1)) * unit[m.group(2)], float(rps.group(1)))'
+}
+
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+d_p50=(); p_p50=(); c_p50=(); d_rps=(); p_rps=(); c_rps=()
+for round in $(seq 1 "$ROUNDS"); do
+    read -r p50 _ < <(measure "$DIRECT" 1);         d_p50+=("$p50")
+    read -r p50 _ < <(measure "$PROXIED" 1);        p_p50+=("$p50")
+    read -r p50 _ < <(measure "$PLAIN" 1);          c_p50+=("$p50")
+    read -r _ rps < <(measure "$DIRECT" "$CONNS");  d_rps+=("$rps")
+    read -r _ rps < <(measure "$PROXIED" "$CONNS"); p_rps+=("$rps")
+    read -r _ rps < <(measure "$PLAIN" "$CONNS");   c_rps+=("$rps")
+    echo "round $round: p50 µs direct ${d_p50[-1]}, fault proxy ${p_p50[-1]}, plain ${c_p50[-1]}; req/s direct ${d_rps[-1]}, fault proxy ${p_rps[-1]}, plain ${c_rps[-1]}" >&2
+done
+
+python3 - "$(median "${d_p50[@]}")" "$(median "${p_p50[@]}")" "$(median "${c_p50[@]}")" \
+    "$(median "${d_rps[@]}")" "$(median "${p_rps[@]}")" "$(median "${c_rps[@]}")" \
+    "$CONNS" "$DURATION" "$ROUNDS" <<'PY'
+import sys
+dp, pp, cp, dr, pr, cr = map(float, sys.argv[1:7])
+conns, duration, rounds = sys.argv[7:10]
+print(f"fault proxy (no toxic) vs direct vs plain copy_bidirectional proxy")
+print(f"(nginx return 200; wrk -t1; {duration} x {rounds} alternating rounds; medians)")
+print(f"  p50 latency, 1 connection   : direct {dp:.0f} µs, fault proxy {pp:.0f} µs, plain proxy {cp:.0f} µs")
+print(f"    added by the fault proxy  : {pp - dp:.0f} µs  (target <= 50 µs; plain proxy adds {cp - dp:.0f} µs)")
+print(f"  throughput, {conns} connections: direct {dr:.0f} req/s, fault proxy {pr:.0f} req/s, plain proxy {cr:.0f} req/s")
+print(f"    fault proxy / direct      : {pr / dr:.1%}  (target >= 90 %)")
+print(f"    fault proxy / plain proxy : {pr / cr:.1%}")
+PY

@@ -1,0 +1,794 @@
+//! The engine: one worker loop, parameterised by a pacer (closed, per-worker rate,
+//! open schedule) and a stop condition (count, deadline, schedule end, Ctrl-C),
+//! plus the aggregator task that turns worker parts into a `Results`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::http1::{self, Conn, Failure, Marks, ResponseMeta, Wanted};
+use crate::outcome::Outcome;
+use crate::pacer::Schedule;
+use crate::plan::{LoadPlan, Model, Stop};
+use crate::record::{outcome_map, Aggregator, Recorder, Sample};
+use crate::results::{
+    encode_histogram, Host, PacerStats, Results, RunMeta, Tool, Totals, SCHEMA_VERSION,
+};
+use crate::template::{self, CompiledRequest, Expansion, Origin};
+use crate::{LoadError, Progress, RequestRow};
+
+/// A send more than this after its scheduled time counts as late.
+pub const LATE_THRESHOLD: Duration = Duration::from_millis(10);
+/// How early the open-model pacer aims its timer. tokio rounds a deadline up to
+/// its next millisecond tick and epoll adds up to another; aiming two ticks early
+/// lands sends in about [due - 1ms, due] instead of [due, due + 1ms].
+const TIMER_TICK: Duration = Duration::from_millis(2);
+/// Redirect hops followed before giving up (Go's client, hence hey, stops at 10).
+const MAX_REDIRECTS: usize = 10;
+
+/// What every worker shares: the compiled plan and the stop condition.
+struct Shared {
+    plan: LoadPlan,
+    requests: Vec<CompiledRequest>,
+    origins: Vec<Origin>,
+    start: Instant,
+    interval_us: u64,
+    count: Option<u64>,
+    claimed: AtomicU64,
+    sequence: AtomicU64,
+    stopping: AtomicBool,
+    interrupted: AtomicBool,
+    /// When sending stopped early (µs from start), for the pacer's accounting.
+    stopped_at_us: AtomicU64,
+    notify: Notify,
+    schedule: Option<Schedule>,
+    rows: Option<mpsc::Sender<RequestRow>>,
+}
+
+impl Shared {
+    fn index(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.start).as_micros() as u64 / self.interval_us
+    }
+
+    fn stop(&self, interrupted: bool) {
+        if interrupted {
+            self.interrupted.store(true, Ordering::SeqCst);
+        }
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            let at = self.start.elapsed().as_micros() as u64;
+            self.stopped_at_us.store(at, Ordering::SeqCst);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Takes the next request of a counted run; false when the count is used up.
+    fn claim(&self) -> bool {
+        match self.count {
+            Some(n) => self.claimed.fetch_add(1, Ordering::Relaxed) < n,
+            None => true,
+        }
+    }
+
+    /// Sleeps until `t` unless the run stops first; false when it stopped.
+    async fn wait_until(&self, t: Instant) -> bool {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.stopping.load(Ordering::Acquire) {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(t.into()) => !self.stopping.load(Ordering::Acquire),
+            _ = notified => false,
+        }
+    }
+}
+
+/// How a worker decides when to send.
+enum Pacer {
+    /// Back to back (hey without -q).
+    Closed,
+    /// hey's -q: at most one request per `period` per worker.
+    PerWorker { period: Duration, next: Instant },
+    /// The shared arrival schedule; latency counts from the scheduled time.
+    Open,
+}
+
+/// Which phase a request was in when its timeout struck.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Connecting,
+    Exchanging,
+}
+
+/// A completed exchange (after redirects).
+struct Exchanged {
+    meta: ResponseMeta,
+    connect_us: u64,
+    marks: Marks,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    pacer: Pacer,
+    conns: Vec<Option<Conn>>,
+    rng: ChaCha8Rng,
+    pick: Option<WeightedIndex<u32>>,
+    scratch: Vec<u8>,
+    recorder: Recorder,
+}
+
+impl Worker {
+    /// The next send: `None` to stop, else the time latency counts from when it
+    /// is a schedule's (open model).
+    async fn next(&mut self) -> Option<Option<Instant>> {
+        let shared = &*self.shared;
+        if shared.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        match &mut self.pacer {
+            Pacer::Closed => shared.claim().then_some(None),
+            Pacer::PerWorker { period, next } => {
+                let due = *next;
+                *next = due.max(Instant::now()) + *period;
+                if due > Instant::now() {
+                    self.recorder.roll(shared.index(due));
+                    if !shared.wait_until(due).await {
+                        return None;
+                    }
+                }
+                shared.claim().then_some(None)
+            }
+            Pacer::Open => {
+                let k = shared.claimed.fetch_add(1, Ordering::Relaxed);
+                if shared.count.is_some_and(|n| k >= n) {
+                    return None;
+                }
+                let schedule = shared.schedule.as_ref().expect("open model has a schedule");
+                let due = shared.start + Duration::from_secs_f64(schedule.at(k)?);
+                // See TIMER_TICK: an early send counts from the actual send, so
+                // aiming early never undercounts latency; aiming late would add
+                // artificial lateness to every request.
+                let wake = due - TIMER_TICK.min(due - shared.start);
+                if wake > Instant::now() {
+                    self.recorder.roll(shared.index(due));
+                    if !shared.wait_until(wake).await {
+                        return None;
+                    }
+                }
+                Some(Some(due))
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        let shared = self.shared.clone();
+        let timeout = shared.plan.timeout;
+        while let Some(due) = self.next().await {
+            let sent = Instant::now();
+            if let Some(due) = due {
+                let lag = sent.saturating_duration_since(due);
+                self.recorder.roll(shared.index(sent));
+                self.recorder
+                    .send_lag(lag.as_micros() as u64, lag > LATE_THRESHOLD);
+            }
+            let which = match &self.pick {
+                Some(w) => w.sample(&mut self.rng),
+                None => 0,
+            };
+            let mut phase = Phase::Connecting;
+            let result = tokio::time::timeout(timeout, self.attempt(which, &mut phase)).await;
+            let done = Instant::now();
+            let origin = shared.requests[which].origin;
+            let (outcome, exchanged) = match result {
+                Ok(Ok(x)) => {
+                    let o = if x.meta.status >= 300
+                        && x.meta.status < 400
+                        && x.meta.location.is_some()
+                        && shared.plan.follow_redirects
+                    {
+                        // Still a redirect after MAX_REDIRECTS hops.
+                        Outcome::Other
+                    } else {
+                        Outcome::from_status(x.meta.status)
+                    };
+                    (o, Some(x))
+                }
+                Ok(Err(f)) => {
+                    tracing::debug!(failure = %f.detail(), "request failed");
+                    (f.outcome(), None)
+                }
+                Err(_) => {
+                    // The connection is mid-exchange; it cannot be reused.
+                    self.conns[origin] = None;
+                    let o = match phase {
+                        Phase::Connecting => Outcome::ConnectTimeout,
+                        Phase::Exchanging => Outcome::RequestTimeout,
+                    };
+                    (o, None)
+                }
+            };
+            // An early send (at most one timer tick) counts from the actual send,
+            // a late one from its schedule: latency never undercounts.
+            let from = due.map_or(sent, |d| d.min(sent));
+            let latency_us = done.saturating_duration_since(from).as_micros() as u64;
+            let service_us = done.saturating_duration_since(sent).as_micros() as u64;
+            self.recorder.roll(shared.index(done));
+            let (status, bytes, tracked) = match &exchanged {
+                Some(x) => (x.meta.status, x.meta.body_bytes, x.meta.tracked.as_deref()),
+                None => (0, 0, None),
+            };
+            self.recorder.record(&Sample {
+                outcome,
+                status,
+                latency_us,
+                service_us,
+                bytes,
+                tracked,
+            });
+            if let Some(x) = &exchanged {
+                let connected = sent + Duration::from_micros(x.connect_us);
+                let write = x.marks.written.saturating_duration_since(connected);
+                let wait = x
+                    .marks
+                    .first_byte
+                    .saturating_duration_since(x.marks.written);
+                let read = done.saturating_duration_since(x.marks.first_byte);
+                self.recorder.phases(
+                    x.connect_us,
+                    write.as_micros() as u64,
+                    wait.as_micros() as u64,
+                    read.as_micros() as u64,
+                );
+                if let Some(rows) = &shared.rows {
+                    let row = RequestRow {
+                        offset: sent.saturating_duration_since(shared.start),
+                        response_time: Duration::from_micros(latency_us),
+                        connect: Duration::from_micros(x.connect_us),
+                        write,
+                        wait,
+                        read,
+                        status,
+                    };
+                    // Bounded: a slow CSV writer slows the run instead of buffering rows.
+                    let _ = rows.send(row).await;
+                }
+            }
+        }
+        self.recorder.finish();
+    }
+
+    /// One request, redirects included.
+    async fn attempt(&mut self, which: usize, phase: &mut Phase) -> Result<Exchanged, Failure> {
+        let shared = self.shared.clone();
+        let req = &shared.requests[which];
+        let wanted = Wanted {
+            location: shared.plan.follow_redirects,
+            tracked: shared.plan.track_header.as_deref(),
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let bytes: &[u8] = match &req.encoded {
+            Some(b) => b,
+            None => {
+                let mut x = Expansion {
+                    sequence: &shared.sequence,
+                    rng: &mut self.rng,
+                    seq: None,
+                };
+                req.encode(&shared.origins[req.origin], &mut scratch, &mut x);
+                &scratch
+            }
+        };
+        let first = send_on(
+            &shared,
+            &mut self.conns,
+            req.origin,
+            None,
+            bytes,
+            req.head_only,
+            wanted,
+            phase,
+        )
+        .await;
+        let mut result = first;
+        if shared.plan.follow_redirects {
+            let mut method = req.method.clone();
+            let mut authority = shared.origins[req.origin].authority.clone();
+            let mut path = String::new();
+            for _ in 0..MAX_REDIRECTS {
+                let Ok(x) = &result else { break };
+                let Some(location) = redirect_target(&x.meta) else {
+                    break;
+                };
+                let status = x.meta.status;
+                let keep = matches!(status, 307 | 308);
+                if !keep && method != "HEAD" {
+                    method = "GET".into();
+                }
+                let (next_authority, next_path, addrs) =
+                    match resolve_location(&location, &authority, &path).await {
+                        Ok(t) => t,
+                        Err(f) => {
+                            result = Err(f);
+                            break;
+                        }
+                    };
+                authority = next_authority;
+                path = next_path;
+                let mut x = Expansion {
+                    sequence: &shared.sequence,
+                    rng: &mut self.rng,
+                    seq: None,
+                };
+                req.encode_redirect(&method, keep, &authority, &path, &mut scratch, &mut x);
+                let pooled = shared.origins.iter().position(|o| o.authority == authority);
+                let connect_us = result.as_ref().map(|x| x.connect_us).unwrap_or(0);
+                result = match pooled {
+                    Some(o) => {
+                        send_on(
+                            &shared,
+                            &mut self.conns,
+                            o,
+                            None,
+                            &scratch,
+                            method == "HEAD",
+                            wanted,
+                            phase,
+                        )
+                        .await
+                    }
+                    None => {
+                        let mut once = vec![None];
+                        send_on(
+                            &shared,
+                            &mut once,
+                            0,
+                            Some(&addrs),
+                            &scratch,
+                            method == "HEAD",
+                            wanted,
+                            phase,
+                        )
+                        .await
+                    }
+                };
+                if let Ok(x) = &mut result {
+                    x.connect_us += connect_us;
+                }
+            }
+        }
+        self.scratch = scratch;
+        result
+    }
+}
+
+fn redirect_target(meta: &ResponseMeta) -> Option<String> {
+    match meta.status {
+        301 | 302 | 303 | 307 | 308 => meta.location.clone(),
+        _ => None,
+    }
+}
+
+/// Where a `Location` points: (authority, path, addresses when off-pool).
+async fn resolve_location(
+    location: &str,
+    authority: &str,
+    current_path: &str,
+) -> Result<(String, String, Vec<SocketAddr>), Failure> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        let u = template::parse_url(location).map_err(Failure::Protocol)?;
+        let addrs = tokio::net::lookup_host((u.host.as_str(), u.port))
+            .await
+            .map_err(Failure::Other)?
+            .collect();
+        return Ok((u.authority, u.path, addrs));
+    }
+    let path = if location.starts_with('/') {
+        location.to_string()
+    } else {
+        let dir = current_path
+            .split('?')
+            .next()
+            .and_then(|p| p.rsplit_once('/'))
+            .map(|(d, _)| d)
+            .unwrap_or("");
+        format!("{dir}/{location}")
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.trim_matches(['[', ']']).to_string(),
+            p.parse().unwrap_or(80),
+        ),
+        _ => (authority.to_string(), 80),
+    };
+    let addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(Failure::Other)?
+        .collect();
+    Ok((authority.to_string(), path, addrs))
+}
+
+/// Sends on the pooled connection for `origin` (connecting when there is none),
+/// retrying once on a fresh connection when a reused one turns out to be closed.
+#[allow(clippy::too_many_arguments)]
+async fn send_on(
+    shared: &Shared,
+    conns: &mut [Option<Conn>],
+    origin: usize,
+    addrs: Option<&[SocketAddr]>,
+    bytes: &[u8],
+    head_only: bool,
+    wanted: Wanted<'_>,
+    phase: &mut Phase,
+) -> Result<Exchanged, Failure> {
+    let mut connect_us = 0;
+    for retry in 0..2 {
+        let reused = conns[origin].is_some();
+        if !reused {
+            *phase = Phase::Connecting;
+            let t = Instant::now();
+            let addrs = addrs.unwrap_or(&shared.origins[origin].addrs);
+            let stream = http1::connect(addrs).await?;
+            connect_us += t.elapsed().as_micros() as u64;
+            conns[origin] = Some(Conn::new(stream));
+        }
+        *phase = Phase::Exchanging;
+        let conn = conns[origin].as_mut().expect("connected above");
+        match conn.exchange(bytes, head_only, wanted).await {
+            Ok((meta, marks)) => {
+                if meta.close || !shared.plan.keepalive {
+                    conns[origin] = None;
+                }
+                return Ok(Exchanged {
+                    meta,
+                    connect_us,
+                    marks,
+                });
+            }
+            Err(Failure::Closed {
+                before_response: true,
+            }) if reused && retry == 0 => {
+                // A keep-alive connection the server had already closed: what
+                // browsers and Go's client retry too.
+                conns[origin] = None;
+            }
+            Err(e) => {
+                conns[origin] = None;
+                return Err(e);
+            }
+        }
+    }
+    Err(Failure::Closed {
+        before_response: true,
+    })
+}
+
+pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
+    let bad = |m: &str| Err(LoadError::Plan(m.to_string()));
+    if plan.connections == 0 {
+        return bad("connections must be at least 1");
+    }
+    if plan.timeout.is_zero() {
+        return bad("the timeout must be more than 0");
+    }
+    if plan.interval.as_micros() == 0 {
+        return bad("the interval must be at least 1µs");
+    }
+    match (&plan.model, &plan.stop) {
+        (_, Stop::Requests { count: 0 }) => return bad("the request count must be at least 1"),
+        (_, Stop::Duration { duration }) if duration.is_zero() => {
+            return bad("the duration must be more than 0")
+        }
+        (Model::Closed { .. }, Stop::Stages) => {
+            return bad("the closed model needs a request count or a duration to stop")
+        }
+        (
+            Model::Closed {
+                rate_per_worker: Some(q),
+            },
+            _,
+        ) if !(q.is_finite() && *q > 0.0) => {
+            return bad("the per-worker rate must be a positive number")
+        }
+        (Model::Open { stages }, _) => {
+            if stages.is_empty() {
+                return bad("the open model needs at least one stage");
+            }
+            for s in stages {
+                if !(s.start_rate.is_finite() && s.end_rate.is_finite())
+                    || s.start_rate < 0.0
+                    || s.end_rate < 0.0
+                {
+                    return bad("stage rates must be non-negative numbers");
+                }
+            }
+            if stages
+                .iter()
+                .all(|s| s.start_rate + s.end_rate == 0.0 || s.duration.is_zero())
+            {
+                return bad("the stages schedule no requests");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(
+    plan: LoadPlan,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    progress: Option<watch::Sender<Progress>>,
+    rows: Option<mpsc::Sender<RequestRow>>,
+) -> Result<Results, LoadError> {
+    validate(&plan)?;
+    let (requests, mut origins) = template::compile(&plan)?;
+    for o in &mut origins {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((o.host.as_str(), o.port))
+            .await
+            .map_err(|source| LoadError::Resolve {
+                host: o.host.clone(),
+                source,
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(LoadError::Resolve {
+                host: o.host.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+            });
+        }
+        o.addrs = addrs;
+    }
+    let (pacer_kind, schedule) = match &plan.model {
+        Model::Closed {
+            rate_per_worker: None,
+        } => (0, None),
+        Model::Closed {
+            rate_per_worker: Some(_),
+        } => (1, None),
+        Model::Open { stages } => {
+            let limit = match plan.stop {
+                Stop::Duration { duration } => Some(duration),
+                _ => None,
+            };
+            (2, Some(Schedule::new(stages, limit)))
+        }
+    };
+    let count = match plan.stop {
+        Stop::Requests { count } => Some(count),
+        _ => None,
+    };
+    let deadline = match plan.stop {
+        Stop::Duration { duration } => Some(duration),
+        _ => None,
+    };
+    let started_at = chrono::Utc::now();
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        interval_us: plan.interval.as_micros() as u64,
+        requests,
+        origins,
+        start,
+        count,
+        claimed: AtomicU64::new(0),
+        sequence: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
+        interrupted: AtomicBool::new(false),
+        stopped_at_us: AtomicU64::new(u64::MAX),
+        notify: Notify::new(),
+        schedule,
+        rows,
+        plan,
+    });
+    let plan = &shared.plan;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let weights: Vec<u32> = plan.requests.iter().map(|r| r.weight).collect();
+    for id in 0..plan.connections {
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        rng.set_stream(id as u64);
+        let pacer = match pacer_kind {
+            0 => Pacer::Closed,
+            1 => {
+                let q = match plan.model {
+                    Model::Closed {
+                        rate_per_worker: Some(q),
+                    } => q,
+                    _ => unreachable!("pacer kind 1 is the per-worker rate"),
+                };
+                Pacer::PerWorker {
+                    period: Duration::from_secs_f64(1.0 / q),
+                    next: start,
+                }
+            }
+            _ => Pacer::Open,
+        };
+        let worker = Worker {
+            shared: shared.clone(),
+            pacer,
+            conns: (0..shared.origins.len()).map(|_| None).collect(),
+            rng,
+            pick: (weights.len() > 1)
+                .then(|| WeightedIndex::new(&weights).expect("weights validated")),
+            scratch: Vec::new(),
+            recorder: Recorder::new(plan.bad.clone(), tx.clone()),
+        };
+        tokio::spawn(worker.run());
+    }
+    drop(tx);
+    let stopper = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until((shared.start + d).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown => shared.stop(true),
+                _ = timer => shared.stop(false),
+            }
+        })
+    };
+
+    let mut agg = Aggregator::new(plan.interval);
+    // Workers hand an interval over when they next finish or sleep; most do so
+    // within moments. Intervals are encoded two intervals after they end (a late
+    // part still merges exactly), which keeps only a few histograms alive.
+    let grace = plan.interval * 2;
+    let mut ticker = tokio::time::interval(plan.interval.max(Duration::from_millis(100)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => agg.take(m),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let safe = shared.index(now.checked_sub(grace).unwrap_or(start));
+                agg.close_before(safe);
+                if let Some(p) = &progress {
+                    let idx = shared.index(now);
+                    let last = idx.saturating_sub(1);
+                    let (n, _, p99) = agg.peek(last).unwrap_or((0, 0, 0));
+                    let elapsed = now - start;
+                    let stage = shared
+                        .schedule
+                        .as_ref()
+                        .map(|s| s.stage_at(elapsed.as_secs_f64()))
+                        .unwrap_or(0);
+                    p.send_replace(Progress {
+                        elapsed,
+                        requests: agg.total.counts.requests,
+                        rate: n as f64 / plan.interval.as_secs_f64(),
+                        errors: agg.total.counts.bad,
+                        p99_last_interval: Duration::from_micros(p99),
+                        stage,
+                    });
+                }
+            }
+        }
+    }
+    stopper.abort();
+    let finished = Instant::now();
+    let elapsed = finished - start;
+    let last_idx = (elapsed.as_micros() as u64).saturating_sub(1) / shared.interval_us;
+    let lag = agg.lag.clone();
+    let phases = agg.phases.clone();
+    let status_codes = agg.status_codes.clone();
+    let by_header = agg.by_header.clone();
+    let (mut timeline, acc, _) = agg.timeline(Some(last_idx));
+    let total = &acc.counts;
+
+    let interrupted = shared.interrupted.load(Ordering::SeqCst);
+    let pacer = shared.schedule.as_ref().map(|s| {
+        let stopped = shared.stopped_at_us.load(Ordering::SeqCst);
+        let stop_s = if stopped == u64::MAX {
+            s.end().as_secs_f64()
+        } else {
+            stopped as f64 / 1e6
+        };
+        let cap = |n: u64| count.map_or(n, |c| n.min(c));
+        let w = plan.interval.as_secs_f64();
+        // Cumulative counts at shared boundaries, so the buckets add up exactly.
+        let upto = |i: usize| cap(s.scheduled_by((i as f64 * w).min(stop_s)));
+        for (i, iv) in timeline.iter_mut().enumerate() {
+            iv.scheduled = upto(i + 1) - upto(i);
+        }
+        let scheduled = cap(s.scheduled_by(stop_s));
+        let sent = lag.len();
+        let missed = scheduled.saturating_sub(sent);
+        PacerStats {
+            scheduled,
+            sent,
+            late_sends: total.late_sends,
+            late_threshold_us: LATE_THRESHOLD.as_micros() as u64,
+            max_lag_us: lag.max(),
+            p99_lag_us: lag.value_at_quantile(0.99),
+            fell_behind: missed > (scheduled / 1000).max(1) || total.late_sends * 100 > sent,
+        }
+    });
+
+    let duration_s = elapsed.as_secs_f64();
+    let valid = total.good + total.bad;
+    let totals = Totals {
+        requests: total.requests,
+        good: total.good,
+        bad: total.bad,
+        availability: if valid == 0 {
+            1.0
+        } else {
+            total.good as f64 / valid as f64
+        },
+        rps: if duration_s > 0.0 {
+            total.requests as f64 / duration_s
+        } else {
+            0.0
+        },
+        outcomes: outcome_map(&total.outcomes),
+        status_codes,
+        latency: crate::results::LatencySummary::from_histogram(&acc.latency),
+        service_time: crate::results::LatencySummary::from_histogram(&acc.service),
+        bytes_received: total.bytes,
+        by_header,
+    };
+    let commit = tokio::task::spawn_blocking(git_commit).await.ok().flatten();
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert(
+        "phases".to_string(),
+        serde_json::to_value(&phases).expect("phases serialise"),
+    );
+    Ok(Results {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "slolab".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        run: RunMeta {
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_s,
+            commit,
+            host: host(),
+            interrupted,
+        },
+        plan: shared.plan.clone(),
+        totals,
+        pacer,
+        timeline,
+        histogram: encode_histogram(&acc.latency),
+        service_histogram: encode_histogram(&acc.service),
+        extra,
+    })
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+fn host() -> Host {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    Host {
+        hostname,
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    }
+}

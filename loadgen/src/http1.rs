@@ -1,0 +1,415 @@
+//! The HTTP/1.1 client fast path (what wrk does): pre-encoded requests written in one
+//! call, responses parsed with `httparse` out of one reused buffer per connection,
+//! bodies (content-length, chunked or close-delimited) read fully and counted, not kept.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::outcome::Outcome;
+
+/// Initial read buffer per connection; grows only for response heads larger than this.
+const BUF_SIZE: usize = 16 * 1024;
+/// A response head larger than this is treated as a protocol error.
+const MAX_HEAD: usize = 256 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// Why an exchange failed, before timeouts are taken into account.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Refused,
+    /// Reset, broken pipe, or EOF before the response was complete.
+    Closed {
+        /// True when not a single byte of the response had arrived (a stale
+        /// keep-alive connection: safe to retry once on a fresh one).
+        before_response: bool,
+    },
+    Protocol(String),
+    Other(io::Error),
+}
+
+impl Failure {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Failure::Refused => Outcome::ConnectRefused,
+            Failure::Closed { .. } => Outcome::Reset,
+            Failure::Protocol(_) => Outcome::ProtocolError,
+            Failure::Other(_) => Outcome::Other,
+        }
+    }
+
+    /// Why, in words, for debug logs.
+    pub fn detail(&self) -> String {
+        match self {
+            Failure::Refused => "connection refused".into(),
+            Failure::Closed { before_response } => {
+                format!("connection closed (before any response byte: {before_response})")
+            }
+            Failure::Protocol(m) => m.clone(),
+            Failure::Other(e) => e.to_string(),
+        }
+    }
+
+    fn from_io(e: io::Error, before_response: bool) -> Self {
+        use io::ErrorKind::*;
+        match e.kind() {
+            ConnectionRefused => Failure::Refused,
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected => {
+                Failure::Closed { before_response }
+            }
+            _ => Failure::Other(e),
+        }
+    }
+}
+
+/// What the engine needs to know about a response.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct ResponseMeta {
+    pub status: u16,
+    /// Body bytes (after chunk framing is removed).
+    pub body_bytes: u64,
+    /// The server will close (or has closed) the connection after this response.
+    pub close: bool,
+    /// `Location`, when asked for and present.
+    pub location: Option<String>,
+    /// Value of the tracked header, when asked for and present.
+    pub tracked: Option<String>,
+}
+
+/// When each part of an exchange ended, for hey's "Details" section and `-o csv`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Marks {
+    pub written: Instant,
+    pub first_byte: Instant,
+}
+
+/// What to pick out of response heads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wanted<'a> {
+    pub location: bool,
+    pub tracked: Option<&'a str>,
+}
+
+/// Connects to the first address that accepts, with TCP_NODELAY.
+pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Failure> {
+    let mut last = Failure::Other(io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        "no address to connect to",
+    ));
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                s.set_nodelay(true).map_err(Failure::Other)?;
+                return Ok(s);
+            }
+            Err(e) => last = Failure::from_io(e, true),
+        }
+    }
+    Err(last)
+}
+
+/// One keep-alive connection and its read buffer.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Responses completed on this connection.
+    pub served: u64,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: vec![0; BUF_SIZE],
+            start: 0,
+            end: 0,
+            served: 0,
+        }
+    }
+
+    /// Sends one request and reads its response fully.
+    pub async fn exchange(
+        &mut self,
+        request: &[u8],
+        head_only: bool,
+        wanted: Wanted<'_>,
+    ) -> Result<(ResponseMeta, Marks), Failure> {
+        // No pipelining: anything left over from the previous response is junk.
+        self.start = 0;
+        self.end = 0;
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| Failure::from_io(e, true))?;
+        let written = Instant::now();
+        let mut first_byte = None;
+        let meta = self
+            .read_response(head_only, wanted, &mut first_byte)
+            .await?;
+        self.served += 1;
+        self.start = 0;
+        self.end = 0;
+        Ok((
+            meta,
+            Marks {
+                written,
+                first_byte: first_byte.unwrap_or(written),
+            },
+        ))
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` is EOF.
+    async fn fill(&mut self, first_byte: &mut Option<Instant>) -> Result<usize, Failure> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.buf.len() < MAX_HEAD {
+                self.buf.resize(self.buf.len() * 2, 0);
+            } else {
+                return Err(Failure::Protocol("response head too large".into()));
+            }
+        }
+        let before = first_byte.is_none();
+        let n = self
+            .stream
+            .read(&mut self.buf[self.end..])
+            .await
+            .map_err(|e| Failure::from_io(e, before))?;
+        if n > 0 && before {
+            *first_byte = Some(Instant::now());
+        }
+        self.end += n;
+        Ok(n)
+    }
+
+    async fn read_response(
+        &mut self,
+        head_only: bool,
+        wanted: Wanted<'_>,
+        first_byte: &mut Option<Instant>,
+    ) -> Result<ResponseMeta, Failure> {
+        loop {
+            let (meta, framing) = self.read_head(head_only, wanted, first_byte).await?;
+            // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+            if (100..200).contains(&meta.status) && meta.status != 101 {
+                continue;
+            }
+            let mut meta = meta;
+            match framing {
+                Framing::None => {}
+                Framing::Length(n) => {
+                    self.skip(n, first_byte).await?;
+                    meta.body_bytes = n;
+                }
+                Framing::Chunked => meta.body_bytes = self.read_chunked(first_byte).await?,
+                Framing::UntilClose => {
+                    let mut n = (self.end - self.start) as u64;
+                    self.start = self.end;
+                    loop {
+                        let got = self.fill(first_byte).await?;
+                        if got == 0 {
+                            break;
+                        }
+                        n += got as u64;
+                        self.start = self.end;
+                    }
+                    meta.body_bytes = n;
+                    meta.close = true;
+                }
+            }
+            return Ok(meta);
+        }
+    }
+
+    async fn read_head(
+        &mut self,
+        head_only: bool,
+        wanted: Wanted<'_>,
+        first_byte: &mut Option<Instant>,
+    ) -> Result<(ResponseMeta, Framing), Failure> {
+        loop {
+            if self.end > self.start {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete(used)) => {
+                        let parsed = interpret(&resp, head_only, wanted)?;
+                        self.start += used;
+                        return Ok(parsed);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(e) => return Err(Failure::Protocol(format!("bad response head: {e}"))),
+                }
+            }
+            if self.fill(first_byte).await? == 0 {
+                return Err(Failure::Closed {
+                    before_response: first_byte.is_none(),
+                });
+            }
+        }
+    }
+
+    /// Consumes exactly `n` body bytes.
+    async fn skip(&mut self, mut n: u64, first_byte: &mut Option<Instant>) -> Result<(), Failure> {
+        loop {
+            let avail = (self.end - self.start) as u64;
+            let take = avail.min(n);
+            self.start += take as usize;
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            if self.fill(first_byte).await? == 0 {
+                return Err(Failure::Closed {
+                    before_response: false,
+                });
+            }
+        }
+    }
+
+    async fn read_chunked(&mut self, first_byte: &mut Option<Instant>) -> Result<u64, Failure> {
+        let mut total = 0u64;
+        loop {
+            match httparse::parse_chunk_size(&self.buf[self.start..self.end]) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    self.start += used;
+                    if size == 0 {
+                        break;
+                    }
+                    self.skip(size, first_byte).await?;
+                    total += size;
+                    self.expect_crlf(first_byte).await?;
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.end - self.start > 1024 {
+                        return Err(Failure::Protocol("chunk size line too long".into()));
+                    }
+                    self.more(first_byte).await?;
+                }
+                Err(_) => return Err(Failure::Protocol("bad chunk size".into())),
+            }
+        }
+        // Trailer section: header lines until an empty line.
+        loop {
+            let window = &self.buf[self.start..self.end];
+            match window.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    self.start += 2;
+                    return Ok(total);
+                }
+                Some(i) => self.start += i + 2,
+                None => {
+                    if window.len() > MAX_HEAD {
+                        return Err(Failure::Protocol("trailers too large".into()));
+                    }
+                    self.more(first_byte).await?;
+                }
+            }
+        }
+    }
+
+    async fn expect_crlf(&mut self, first_byte: &mut Option<Instant>) -> Result<(), Failure> {
+        while self.end - self.start < 2 {
+            self.more(first_byte).await?;
+        }
+        if &self.buf[self.start..self.start + 2] != b"\r\n" {
+            return Err(Failure::Protocol("chunk not followed by CRLF".into()));
+        }
+        self.start += 2;
+        Ok(())
+    }
+
+    /// `fill`, with EOF as a failure (the response is not complete yet).
+    async fn more(&mut self, first_byte: &mut Option<Instant>) -> Result<(), Failure> {
+        if self.fill(first_byte).await? == 0 {
+            return Err(Failure::Closed {
+                before_response: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How the body of a response is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn interpret(
+    resp: &httparse::Response<'_, '_>,
+    head_only: bool,
+    wanted: Wanted<'_>,
+) -> Result<(ResponseMeta, Framing), Failure> {
+    let status = resp.code.unwrap_or(0);
+    let http10 = resp.version == Some(0);
+    let mut meta = ResponseMeta {
+        status,
+        close: http10,
+        ..Default::default()
+    };
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| Failure::Protocol("bad Content-Length".into()))?;
+            if length.is_some_and(|l| l != v) {
+                return Err(Failure::Protocol("conflicting Content-Length".into()));
+            }
+            length = Some(v);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    meta.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                    meta.close = false;
+                }
+            }
+        }
+        if wanted.location && name.eq_ignore_ascii_case("location") {
+            meta.location = Some(String::from_utf8_lossy(h.value).into_owned());
+        }
+        if let Some(t) = wanted.tracked {
+            if name.eq_ignore_ascii_case(t) {
+                meta.tracked = Some(String::from_utf8_lossy(h.value).into_owned());
+            }
+        }
+    }
+    let framing = if head_only || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if status == 101 {
+        meta.close = true;
+    }
+    Ok((meta, framing))
+}

@@ -1,0 +1,227 @@
+//! Real servers for the engine's tests, all on 127.0.0.1 port 0: a hyper server
+//! with routes for each behaviour the engine must measure, and raw TCP servers
+//! that misbehave in each way a request can fail.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stop};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub connections: AtomicU64,
+    pub stalled: AtomicBool,
+    pub paths: Mutex<Vec<String>>,
+}
+
+/// A hyper HTTP/1.1 server. Routes:
+/// `/status/N` answers N; `/redirect` → 302 to `/status/200`; `/chunked/N` sends
+/// N bytes in three chunks; `/stall` stalls 500 ms the first time only;
+/// `/served` sets X-Served-By a/b alternately; anything else: 200 "hello".
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(b: &'static str) -> Body {
+    Full::new(Bytes::from_static(b.as_bytes())).boxed()
+}
+
+async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Body>, Infallible> {
+    let n = c.requests.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    c.paths.lock().unwrap().push(req.uri().to_string());
+    let _ = req.into_body().collect().await;
+    let mut resp = Response::new(full("hello"));
+    if let Some(code) = path.strip_prefix("/status/") {
+        *resp.status_mut() = code.parse::<u16>().unwrap().try_into().unwrap();
+    } else if path == "/redirect" {
+        *resp.status_mut() = hyper::StatusCode::FOUND;
+        resp.headers_mut()
+            .insert("location", "/status/200".parse().unwrap());
+    } else if let Some(len) = path.strip_prefix("/chunked/") {
+        let len: usize = len.parse().unwrap();
+        let data = vec![b'x'; len];
+        let third = len / 3;
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::copy_from_slice(&data[..third]))),
+            Ok(Frame::data(Bytes::copy_from_slice(&data[third..2 * third]))),
+            Ok(Frame::data(Bytes::copy_from_slice(&data[2 * third..]))),
+        ];
+        *resp.body_mut() = StreamBody::new(futures::stream::iter(frames)).boxed();
+    } else if path == "/stall" {
+        if !c.stalled.swap(true, Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    } else if path == "/served" {
+        let who = if n % 2 == 0 { "a" } else { "b" };
+        resp.headers_mut()
+            .insert("x-served-by", who.parse().unwrap());
+    }
+    Ok(resp)
+}
+
+pub async fn hyper_server() -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(req, c.clone()));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, counters }
+}
+
+/// Reads one request head (so closing does not turn into a reset by unread data).
+async fn read_head(s: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            return true;
+        }
+    }
+}
+
+/// How a raw server misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub enum Misbehaviour {
+    /// Reads the request, then resets the connection (SO_LINGER 0).
+    Reset,
+    /// Answers something that is not HTTP.
+    Garbage,
+    /// Reads the request and never answers.
+    Silent,
+    /// Promises 100 body bytes, sends 5, closes.
+    ShortBody,
+    /// Answers correctly, then closes without saying `Connection: close`.
+    CloseAfterResponse,
+}
+
+pub async fn raw_server(how: Misbehaviour) -> (SocketAddr, Arc<Counters>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            match how {
+                Misbehaviour::Silent => held.push(s),
+                _ => {
+                    tokio::spawn(async move {
+                        if !read_head(&mut s).await {
+                            return;
+                        }
+                        c.requests.fetch_add(1, Ordering::SeqCst);
+                        match how {
+                            Misbehaviour::Reset => {
+                                socket2::SockRef::from(&s)
+                                    .set_linger(Some(Duration::ZERO))
+                                    .unwrap();
+                                drop(s);
+                            }
+                            Misbehaviour::Garbage => {
+                                let _ = s.write_all(b"SPEAK FRIEND AND ENTER\r\n\r\n").await;
+                            }
+                            Misbehaviour::ShortBody => {
+                                let _ = s
+                                    .write_all(
+                                        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+                                    )
+                                    .await;
+                            }
+                            Misbehaviour::CloseAfterResponse => {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                    .await;
+                            }
+                            Misbehaviour::Silent => unreachable!(),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    (addr, counters)
+}
+
+/// An address nothing listens on: bound, then released.
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
+
+/// hey's defaults for `-n count -c connections URL`.
+pub fn closed_plan(url: &str, count: u64, connections: usize) -> LoadPlan {
+    LoadPlan {
+        requests: vec![RequestTemplate {
+            weight: 1,
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: None,
+        }],
+        model: Model::Closed {
+            rate_per_worker: None,
+        },
+        stop: Stop::Requests { count },
+        connections,
+        timeout: Duration::from_secs(20),
+        keepalive: true,
+        compression: true,
+        follow_redirects: true,
+        interval: Duration::from_secs(1),
+        threads: 1,
+        seed: 7,
+        track_header: None,
+        bad: BadPolicy::default(),
+    }
+}
+
+pub fn never() -> impl std::future::Future<Output = ()> + Send + 'static {
+    std::future::pending()
+}

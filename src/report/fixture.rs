@@ -1,0 +1,259 @@
+//! Test fixtures: results files built from constructed timelines, shared by the unit
+//! tests and (through `#[path]`) the `tests/report_*.rs` integration tests, so both
+//! exercise the same synthetic experiment.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use loadgen::results::{
+    encode_histogram, new_histogram, Host, Interval, LatencySummary, Results, RunMeta, Tool, Totals,
+};
+use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
+use rand::{Rng, SeedableRng};
+
+/// One request as the timeline saw it: latency (responses only) and outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub latency_us: Option<u64>,
+    pub outcome: &'static str,
+    pub bad: bool,
+}
+
+pub fn ok(latency_us: u64) -> Sample {
+    Sample {
+        latency_us: Some(latency_us),
+        outcome: "2xx",
+        bad: false,
+    }
+}
+
+pub fn status_5xx(latency_us: u64) -> Sample {
+    Sample {
+        latency_us: Some(latency_us),
+        outcome: "5xx",
+        bad: true,
+    }
+}
+
+pub fn refused() -> Sample {
+    Sample {
+        latency_us: None,
+        outcome: "connect_refused",
+        bad: true,
+    }
+}
+
+/// An interval `[start_s, start_s + duration_s)` holding exactly `samples`.
+pub fn interval(start_s: f64, duration_s: f64, samples: &[Sample]) -> Interval {
+    let mut h = new_histogram();
+    let mut outcomes = BTreeMap::new();
+    let (mut good, mut bad) = (0, 0);
+    for s in samples {
+        if let Some(l) = s.latency_us {
+            h.record(l).expect("latency in histogram range");
+        }
+        *outcomes.entry(s.outcome.to_string()).or_insert(0) += 1;
+        if s.bad {
+            bad += 1;
+        } else {
+            good += 1;
+        }
+    }
+    Interval {
+        start_s,
+        duration_s,
+        requests: samples.len() as u64,
+        good,
+        bad,
+        outcomes,
+        latency: LatencySummary::from_histogram(&h),
+        scheduled: samples.len() as u64,
+        late_sends: 0,
+        max_lag_us: 0,
+        histogram: encode_histogram(&h),
+        service_histogram: encode_histogram(&h),
+    }
+}
+
+fn plan(stages: Vec<Stage>, interval_s: f64) -> LoadPlan {
+    LoadPlan {
+        requests: vec![RequestTemplate {
+            weight: 1,
+            method: "GET".into(),
+            url: "http://127.0.0.1:8080/api/v1/tasks".into(),
+            headers: vec![],
+            body: None,
+        }],
+        model: Model::Open { stages },
+        stop: Stop::Stages,
+        connections: 64,
+        timeout: Duration::from_secs(2),
+        keepalive: true,
+        compression: false,
+        follow_redirects: true,
+        interval: Duration::from_secs_f64(interval_s),
+        threads: 0,
+        seed: 7,
+        track_header: Some("X-Served-By".into()),
+        bad: BadPolicy::default(),
+    }
+}
+
+/// A results file around `timeline`, its totals merged from the intervals.
+pub fn results(timeline: Vec<Interval>) -> Results {
+    let interval_s = timeline.first().map_or(1.0, |iv| iv.duration_s);
+    let duration_s = timeline.last().map_or(0.0, |iv| iv.start_s + iv.duration_s);
+    let mut total = new_histogram();
+    let mut totals = Totals::default();
+    for iv in &timeline {
+        total
+            .add(loadgen::results::decode_histogram(&iv.histogram).unwrap())
+            .unwrap();
+        totals.requests += iv.requests;
+        totals.good += iv.good;
+        totals.bad += iv.bad;
+        for (k, v) in &iv.outcomes {
+            *totals.outcomes.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    let valid = totals.good + totals.bad;
+    totals.availability = if valid == 0 {
+        1.0
+    } else {
+        totals.good as f64 / valid as f64
+    };
+    totals.rps = if duration_s > 0.0 {
+        totals.requests as f64 / duration_s
+    } else {
+        0.0
+    };
+    totals.latency = LatencySummary::from_histogram(&total);
+    totals.service_time = totals.latency.clone();
+    Results {
+        schema_version: loadgen::SCHEMA_VERSION,
+        tool: Tool {
+            name: "slolab".into(),
+            version: "0.1.0".into(),
+        },
+        run: RunMeta {
+            started_at: "2026-11-22T01:00:00Z".into(),
+            finished_at: "2026-11-22T01:00:25Z".into(),
+            duration_s,
+            commit: Some("0123456789abcdef".into()),
+            host: Host {
+                hostname: "ci-runner".into(),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                cpus: 2,
+            },
+            interrupted: false,
+        },
+        plan: plan(
+            vec![Stage::steady(
+                Duration::from_secs_f64(duration_s.max(1.0)),
+                100.0,
+            )],
+            interval_s,
+        ),
+        totals,
+        pacer: None,
+        timeline,
+        histogram: encode_histogram(&total),
+        service_histogram: encode_histogram(&total),
+        extra: BTreeMap::new(),
+    }
+}
+
+/// A 25 s experiment on a 3-instance stack: steady 200 req/s, a 10x spike from 10 s
+/// to 15 s, steady again. `kill api-2` at 6 s brings 0.5 s of refused connections and
+/// 502s; a 200 ms Redis latency from 17 s to 20 s slows 30 % of requests. The
+/// profile's SLO: 99.9 %, p95 ≤ 100 ms, p99 ≤ 250 ms, recover within 10 s, and the
+/// spike's own p95 ≤ 300 ms.
+pub fn experiment(seed: u64) -> Results {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut timeline = Vec::new();
+    for sec in 0..25 {
+        let t = sec as f64;
+        let spike = (10..15).contains(&sec);
+        let n = if spike { 2000 } else { 200 };
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            // Log-normal service time: median 4 ms (12 ms in the spike), long tail.
+            let z: f64 = {
+                let (u1, u2): (f64, f64) = (rng.gen_range(1e-9..1.0), rng.gen());
+                (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+            };
+            let median = if spike { 12_000.0 } else { 4_000.0 };
+            let mut lat = (median * (0.6 * z).exp()) as u64;
+            let slow_cache = (17..20).contains(&sec) && rng.gen_bool(0.3);
+            if slow_cache {
+                lat += 200_000;
+            }
+            let s = if sec == 6 && rng.gen_bool(0.15) {
+                if rng.gen_bool(0.5) {
+                    refused()
+                } else {
+                    status_5xx(lat / 2)
+                }
+            } else {
+                ok(lat.max(50))
+            };
+            samples.push(s);
+        }
+        timeline.push(interval(t, 1.0, &samples));
+    }
+    let mut r = results(timeline);
+    r.plan = plan(
+        vec![
+            Stage::steady(Duration::from_secs(10), 200.0),
+            Stage::steady(Duration::from_secs(5), 2000.0),
+            Stage::steady(Duration::from_secs(10), 200.0),
+        ],
+        1.0,
+    );
+    let served = r.totals.outcomes.get("2xx").copied().unwrap_or(0);
+    r.totals.by_header = BTreeMap::from([
+        ("api-1".to_string(), served * 38 / 100),
+        ("api-2".to_string(), served * 24 / 100),
+        (
+            "api-3".to_string(),
+            served - served * 38 / 100 - served * 24 / 100,
+        ),
+    ]);
+    r.extra.insert(
+        "experiment".into(),
+        serde_json::json!({
+            "name": "instance-failure",
+            "profile": {
+                "name": "instance-failure",
+                "slo": {
+                    "availability": "99.9%",
+                    "p95": "100ms",
+                    "p99": "250ms",
+                    "recovery": "10s",
+                    "stage": [{ "name": "spike", "p95": "300ms" }]
+                }
+            },
+            "profile_path": "profiles/instance-failure.toml",
+            "seed": seed,
+            "warmup_s": 2.0,
+            "target": { "url": "http://127.0.0.1:8080", "stack": null, "components": [] },
+            "stages": [
+                { "name": "steady", "start_s": 0.0, "end_s": 10.0, "start_rate": 200.0, "end_rate": 200.0 },
+                { "name": "spike", "start_s": 10.0, "end_s": 15.0, "start_rate": 2000.0, "end_rate": 2000.0 },
+                { "name": "cool-down", "start_s": 15.0, "end_s": 25.0, "start_rate": 200.0, "end_rate": 200.0 }
+            ],
+            "faults": [
+                { "label": "kill api-2", "fault": "kill", "target": "api-2", "params": {},
+                  "planned_s": 6.0, "start_s": 6.0, "end_s": null },
+                { "label": "latency redis 200ms", "fault": "latency", "target": "redis",
+                  "params": { "latency": "200ms" }, "planned_s": 17.0, "start_s": 17.0, "end_s": 20.0 }
+            ],
+            "slo": null,
+            "interrupted": false
+        }),
+    );
+    r
+}

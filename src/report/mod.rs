@@ -1,0 +1,383 @@
+//! `slolab report`: turns a results file (from `slolab load --save` or `slolab run`)
+//! into a terminal, Markdown or self-contained HTML report, so any run can be read
+//! again, posted to a PR, or opened in a browser without rerunning it.
+
+mod charts;
+#[cfg(test)]
+pub(crate) mod fixture;
+mod html;
+mod markdown;
+mod tables;
+mod text;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use loadgen::Results;
+use serde::Deserialize;
+
+use crate::slo::{self, FaultWindow, SloAnalysis, SloSpec, StageWindow};
+
+pub use html::html;
+pub use markdown::markdown;
+pub use text::text;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables for a terminal.
+    Text,
+    /// Markdown tables (CI step summary, PR comment).
+    Md,
+    /// One self-contained HTML file with inline SVG charts.
+    Html,
+}
+
+/// Regenerate a report from a results file. Exits 3 when the file's SLO analysis
+/// (or the one `--slo` asks for) is not met, 0 otherwise.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A results.json written by `slolab run` or `slolab load --save`.
+    pub results: PathBuf,
+    #[arg(long, short = 'f', value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Judge the run against these objectives instead of the ones it was run with,
+    /// e.g. `--slo availability=99.9% --slo p95=100ms` (also `bad=5xx,429`,
+    /// `recovery=10s`, `recovery-window=5s`).
+    #[arg(long = "slo", value_name = "KEY=VALUE")]
+    pub slo: Vec<String>,
+}
+
+pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let results = Results::read(&args.results)?;
+    let spec = if args.slo.is_empty() {
+        None
+    } else {
+        Some(SloSpec::from_pairs(&args.slo).context("--slo")?)
+    };
+    let report = Report::new(results, spec.as_ref())?;
+    let rendered = render(&report, args.format);
+    match &args.out {
+        Some(path) => loadgen::results::write_atomic(path, rendered.as_bytes())?,
+        None => print!("{rendered}"),
+    }
+    Ok(match &report.analysis {
+        Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
+        _ => crate::exit::SUCCESS,
+    })
+}
+
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Text => text(report),
+        Format::Md => markdown(report),
+        Format::Html => html(report),
+    }
+}
+
+/// Everything a report shows: the measurements, and when the run was an
+/// experiment, its stages, faults and SLO analysis.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub results: Results,
+    pub experiment: Option<ExperimentView>,
+    pub analysis: Option<SloAnalysis>,
+    /// Per-stage and per-fault measurements: the analysis when there is one, else
+    /// the same windows measured without objectives.
+    pub windows: SloAnalysis,
+    /// Caveats about the file itself (an unreadable section, ...).
+    pub notes: Vec<String>,
+}
+
+/// The parts of `slolab run`'s `experiment` section a report reads. Lenient on
+/// purpose (every field defaults, unknown fields ignored) so that reports keep
+/// working on files from older and newer runners.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExperimentView {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub profile: serde_json::Value,
+    #[serde(default)]
+    pub profile_path: String,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub stages: Vec<StageWindow>,
+    #[serde(default)]
+    pub faults: Vec<FaultView>,
+    #[serde(default)]
+    pub slo: serde_json::Value,
+    #[serde(default)]
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FaultView {
+    pub label: String,
+    pub start_s: f64,
+    #[serde(default)]
+    pub end_s: Option<f64>,
+    /// The injection failed; the fault never happened.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Key of the experiment section in `Results::extra` (written by `slolab run`).
+pub const EXPERIMENT_KEY: &str = "experiment";
+
+impl Report {
+    /// Reads the experiment section if there is one. The SLO analysis comes from
+    /// `spec` when given (re-judged now), else from the section, else from the
+    /// profile's `[slo]` table.
+    pub fn new(results: Results, spec: Option<&SloSpec>) -> anyhow::Result<Self> {
+        let mut notes = Vec::new();
+        let experiment = match results.extra.get(EXPERIMENT_KEY) {
+            Some(v) => match ExperimentView::deserialize(v) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    notes.push(format!("the experiment section could not be read: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let stored = experiment
+            .as_ref()
+            .filter(|e| !e.slo.is_null())
+            .and_then(|e| match SloAnalysis::deserialize(&e.slo) {
+                Ok(a) => Some(a),
+                Err(err) => {
+                    notes.push(format!("the stored SLO analysis could not be read: {err}"));
+                    None
+                }
+            });
+        let profile_spec = experiment
+            .as_ref()
+            .and_then(|e| e.profile.get("slo"))
+            .and_then(|v| SloSpec::deserialize(v).ok());
+        let analysis = match (spec, stored, profile_spec) {
+            (Some(spec), _, _) => Some(analyze(&results, experiment.as_ref(), spec)?),
+            (None, Some(stored), _) => Some(stored),
+            (None, None, Some(spec)) => Some(analyze(&results, experiment.as_ref(), &spec)?),
+            (None, None, None) => None,
+        };
+        let windows = match &analysis {
+            Some(a) => a.clone(),
+            None => analyze(&results, experiment.as_ref(), &SloSpec::default())?,
+        };
+        Ok(Self {
+            results,
+            experiment,
+            analysis,
+            windows,
+            notes,
+        })
+    }
+
+    /// What ran: the profile's name, or the URL of a plain load run.
+    pub fn title(&self) -> String {
+        if let Some(e) = self.experiment.as_ref().filter(|e| !e.name.is_empty()) {
+            return e.name.clone();
+        }
+        let urls: Vec<&str> = self
+            .results
+            .plan
+            .requests
+            .iter()
+            .map(|r| r.url.as_str())
+            .collect();
+        match urls.as_slice() {
+            [] => "load run".into(),
+            [one] => one.to_string(),
+            [first, ..] => format!("{first} (+{} more)", urls.len() - 1),
+        }
+    }
+
+    pub fn stages(&self) -> &[StageWindow] {
+        self.experiment.as_ref().map_or(&[], |e| &e.stages)
+    }
+
+    pub fn faults(&self) -> &[FaultView] {
+        self.experiment.as_ref().map_or(&[], |e| &e.faults)
+    }
+
+    /// Latency objectives of the run (for the SLO lines on the latency chart).
+    pub fn latency_targets(&self) -> Vec<(String, f64)> {
+        self.analysis
+            .iter()
+            .flat_map(|a| &a.run.objectives)
+            .filter(|o| o.kind == slo::ObjectiveKind::Latency)
+            .map(|o| (o.objective.clone(), o.target))
+            .collect()
+    }
+
+    pub fn availability_target(&self) -> Option<f64> {
+        self.analysis
+            .iter()
+            .flat_map(|a| &a.run.objectives)
+            .find(|o| o.kind == slo::ObjectiveKind::Availability)
+            .map(|o| o.target)
+    }
+}
+
+fn analyze(
+    results: &Results,
+    experiment: Option<&ExperimentView>,
+    spec: &SloSpec,
+) -> anyhow::Result<SloAnalysis> {
+    let stages = experiment.map_or(&[][..], |e| &e.stages);
+    let faults: Vec<FaultWindow> = experiment
+        .map_or(&[][..], |e| &e.faults)
+        .iter()
+        .filter(|f| f.error.is_none())
+        .map(|f| FaultWindow {
+            label: f.label.clone(),
+            start_s: f.start_s,
+            end_s: f.end_s,
+        })
+        .collect();
+    Ok(slo::analyze(results, spec, stages, &faults)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixture::{interval, ok, results, status_5xx};
+
+    /// Checks that every tag closes in order, the way a strict parser would.
+    fn assert_well_formed(doc: &str) {
+        const VOID: [&str; 6] = ["meta", "br", "hr", "img", "input", "link"];
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = doc;
+        while let Some(open) = rest.find('<') {
+            rest = &rest[open..];
+            let close = rest.find('>').expect("unterminated tag");
+            let tag = &rest[1..close];
+            rest = &rest[close + 1..];
+            if tag.starts_with('!') || tag.starts_with('?') {
+                continue;
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                let top = stack
+                    .pop()
+                    .unwrap_or_else(|| panic!("</{name}> closes nothing"));
+                assert_eq!(top, name.trim(), "mismatched </{name}>");
+                continue;
+            }
+            let name = tag
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap()
+                .to_string();
+            assert!(!name.is_empty(), "empty tag in {tag:?}");
+            if !tag.ends_with('/') && !VOID.contains(&name.as_str()) {
+                stack.push(name);
+            }
+        }
+        assert!(stack.is_empty(), "unclosed: {stack:?}");
+    }
+
+    #[test]
+    fn experiment_html_is_well_formed_with_a_chart_per_section() {
+        let report = Report::new(fixture::experiment(1), None).unwrap();
+        let page = html(&report);
+        assert_well_formed(&page);
+        for id in [
+            "latency",
+            "throughput",
+            "availability",
+            "distribution",
+            "instances",
+        ] {
+            let start = page.find(&format!("<section id=\"{id}\">")).unwrap();
+            let end = start + page[start..].find("</section>").unwrap();
+            assert_eq!(page[start..end].matches("<svg").count(), 1, "{id}");
+        }
+        // Every fault is shaded and labelled on the time charts.
+        assert_eq!(page.matches("⚡ kill api-2").count(), 3);
+        assert!(page.contains("p95 SLO ≤ 100.0 ms"));
+    }
+
+    #[test]
+    fn the_profile_slo_is_analysed_when_the_section_has_none() {
+        let report = Report::new(fixture::experiment(1), None).unwrap();
+        let a = report.analysis.as_ref().expect("analysis from profile.slo");
+        assert!(!a.met, "30 failed requests of 14 000 miss 99.9 %");
+        assert_eq!(a.stages.len(), 3);
+        assert_eq!(a.faults.len(), 2);
+        assert_eq!(a.faults[0].time_to_recover_s, Some(1.0));
+        assert_eq!(a.faults[1].time_to_recover_s, Some(3.0));
+        assert_eq!(report.latency_targets().len(), 2);
+    }
+
+    #[test]
+    fn a_stored_analysis_is_used_as_written() {
+        let mut r = fixture::experiment(1);
+        let spec = SloSpec::from_pairs(&["availability=99%"]).unwrap();
+        let stored = slo::analyze(&r, &spec, &[], &[]).unwrap();
+        assert!(stored.met);
+        r.extra.get_mut(EXPERIMENT_KEY).unwrap()["slo"] = serde_json::to_value(&stored).unwrap();
+        let report = Report::new(r, None).unwrap();
+        assert_eq!(report.analysis.as_ref(), Some(&stored));
+        assert!(text(&report).contains("SLO met ✓ (1 objective)"));
+    }
+
+    #[test]
+    fn plain_load_results_show_measurements_without_verdicts() {
+        let r = results(
+            (0..5)
+                .map(|i| interval(i as f64, 1.0, &[ok(1_000), ok(2_000), status_5xx(500)]))
+                .collect(),
+        );
+        let report = Report::new(r, None).unwrap();
+        assert!(report.analysis.is_none());
+        let t = text(&report);
+        assert!(t.contains("No SLO given"), "{t}");
+        assert!(t.contains("Measurements") && t.contains("Outcomes"), "{t}");
+        assert!(!t.contains("Stages") && !t.contains("Faults") && !t.contains("Objectives"));
+        let md = markdown(&report);
+        assert!(!md.contains('✗') && !md.contains('✓'), "{md}");
+        let page = html(&report);
+        assert_well_formed(&page);
+        // Charts still drawn; the instance chart says why it is empty.
+        assert_eq!(page.matches("<svg").count(), 5);
+        assert!(page.contains("did not track an instance header"));
+    }
+
+    #[test]
+    fn markdown_tables_are_rectangular() {
+        let report = Report::new(fixture::experiment(3), None).unwrap();
+        let md = markdown(&report);
+        let mut columns = None;
+        let mut tables = 0;
+        for line in md.lines() {
+            if line.starts_with('|') {
+                // Escaped pipes are content, not separators.
+                let n = line.replace("\\|", "").matches('|').count();
+                match columns {
+                    None => {
+                        columns = Some(n);
+                        tables += 1;
+                    }
+                    Some(c) => assert_eq!(c, n, "ragged row: {line}"),
+                }
+            } else {
+                columns = None;
+            }
+        }
+        assert_eq!(tables, 7, "{md}");
+    }
+
+    #[test]
+    fn empty_results_still_render() {
+        let report = Report::new(results(Vec::new()), None).unwrap();
+        let page = html(&report);
+        assert_well_formed(&page);
+        assert!(page.contains("no responses were measured"));
+        assert!(text(&report).contains("Measurements"));
+    }
+}

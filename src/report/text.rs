@@ -1,0 +1,31 @@
+//! The terminal report: the verdict first, then one `tabled` table per section.
+
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use super::tables::{failures, run_line, sections, verdict_line, warnings};
+use super::Report;
+
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("slolab report — {}\n", report.title()));
+    out.push_str(&format!("{}\n\n", run_line(report)));
+    for w in warnings(report) {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    for s in sections(report) {
+        let mut b = Builder::default();
+        b.push_record(s.header.iter().cloned());
+        for row in &s.rows {
+            b.push_record(row.iter().cloned());
+        }
+        let mut table = b.build();
+        table.with(Style::rounded());
+        out.push_str(&format!("\n{}\n{table}\n", s.title));
+    }
+    out.push_str(&format!("\n{}\n", verdict_line(report)));
+    for f in failures(report) {
+        out.push_str(&format!("  ✗ {f}\n"));
+    }
+    out
+}

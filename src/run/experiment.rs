@@ -1,0 +1,336 @@
+//! Running an experiment: bring the target up, warm it, drive the measured load
+//! while the chaos plan fires, take everything down (even on Ctrl-C), then judge
+//! the SLOs and write the run's directory.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use loadgen::{Progress, Results};
+use tokio::sync::watch;
+
+use super::plan::{Endpoint, ExperimentPlan};
+use super::profile::LoadedProfile;
+use super::section::{ExperimentSection, FaultRecord, StageWindow, SECTION_KEY};
+use super::target::RunningTarget;
+use crate::report::{self, Report};
+use crate::slo::{self, SloAnalysis};
+
+/// Exit code after Ctrl-C (128 + SIGINT, the shell convention): the run is
+/// incomplete, so neither "met" nor "not met" would be honest.
+pub const INTERRUPTED: u8 = 130;
+
+/// Where a finished run was written, and what it concluded.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub analysis: Option<SloAnalysis>,
+    pub interrupted: bool,
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> ExitCode {
+        if self.interrupted {
+            return ExitCode::from(INTERRUPTED);
+        }
+        match &self.analysis {
+            Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
+            _ => crate::exit::SUCCESS,
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM, as a flag every stage of the run can wait on.
+#[derive(Clone)]
+struct Interrupt(watch::Receiver<bool>);
+
+impl Interrupt {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, rx) = watch::channel(false);
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("interrupted: stopping the load, reverting faults, stopping the stack");
+            let _ = tx.send(true);
+        });
+        Ok(Self(rx))
+    }
+
+    fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    async fn wait(mut self) {
+        let _ = self.0.wait_for(|set| *set).await;
+    }
+}
+
+/// Runs the experiment on a fresh runtime; see [`run`].
+pub fn execute(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Result<RunOutcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(run(loaded, seed, out))
+}
+
+pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Result<RunOutcome> {
+    let interrupt = Interrupt::install()?;
+    let profile = &loaded.profile;
+    let name = loaded.name();
+
+    eprintln!("slolab run: {name} (seed {seed})");
+    // The stack's logs and state live in a staging dir beside the runs, moved
+    // into the run's directory once its name (start time, commit) is known.
+    let staging = out.join(&name).join(format!(
+        ".running-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    let mut target = tokio::select! {
+        t = RunningTarget::start(loaded, seed, &staging) => t?,
+        _ = interrupt.clone().wait() => anyhow::bail!("interrupted while starting the stack"),
+    };
+    let endpoint = Endpoint {
+        base_url: target.url().to_string(),
+        token: target.token().map(str::to_string),
+    };
+    let plan = ExperimentPlan::build(loaded, seed, &endpoint, profile.bad_policy());
+    let measured = measure(&plan, &mut target, &interrupt).await;
+    let faults = target.finish_chaos().await;
+    let target_info = target.info();
+    let stack_dir = target.stop().await;
+    let (mut results, chaos_t0) = measured?;
+
+    let interrupted = interrupt.is_set() || results.run.interrupted;
+    results.run.interrupted = interrupted;
+    let faults = align_faults(faults, &results, chaos_t0);
+    let stages = measured_stages(&plan.stages, &results);
+    let spec = profile.slo.as_ref().map(|s| s.get_ref().clone());
+    let analysis = match &spec {
+        Some(spec) if !spec.is_empty() => Some(
+            slo::analyze(&results, spec, &slo_stages(&stages), &slo_faults(&faults))
+                .context("SLO analysis")?,
+        ),
+        _ => None,
+    };
+    let section = ExperimentSection {
+        name: name.clone(),
+        profile: serde_json::to_value(profile).context("profile as JSON")?,
+        profile_path: loaded.path.display().to_string(),
+        seed,
+        warmup_s: plan.warmup.as_secs_f64(),
+        target: target_info,
+        stages,
+        faults,
+        slo: analysis
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()?
+            .unwrap_or(serde_json::Value::Null),
+        interrupted,
+    };
+    results
+        .extra
+        .insert(SECTION_KEY.into(), serde_json::to_value(&section)?);
+
+    let dir = run_dir(out, &name, &results)?;
+    if let Some(stack_dir) = stack_dir.filter(|d| d.exists()) {
+        if let Err(e) = std::fs::rename(&stack_dir, dir.join("stack")) {
+            tracing::warn!(error = %e, "cannot move the stack logs into the run directory");
+        }
+    }
+    write_run(&dir, &results)?;
+    let outcome = RunOutcome {
+        dir,
+        analysis,
+        interrupted,
+    };
+    eprintln!("slolab run: results in {}", outcome.dir.display());
+    Ok(outcome)
+}
+
+/// Warm-up, then the measured load with the chaos plan firing alongside. The
+/// returned instant-in-wall-time is when the chaos clock started (t = 0).
+async fn measure(
+    plan: &ExperimentPlan,
+    target: &mut RunningTarget,
+    interrupt: &Interrupt,
+) -> anyhow::Result<(Results, chrono::DateTime<chrono::Utc>)> {
+    if let Some(warmup) = plan.warmup_plan() {
+        eprintln!(
+            "slolab run: warming up for {}",
+            super::plan::fmt_duration(plan.warmup)
+        );
+        loadgen::run(warmup, interrupt.clone().wait(), None)
+            .await
+            .context("warm-up load")?;
+    }
+    if interrupt.is_set() {
+        anyhow::bail!("interrupted during the warm-up; nothing was measured");
+    }
+    let (progress_tx, progress_rx) = watch::channel(Progress::default());
+    let bar = ProgressBar::start(plan, progress_rx);
+    let chaos_t0 = chrono::Utc::now();
+    target.start_chaos()?;
+    let results = loadgen::run(plan.load.clone(), interrupt.clone().wait(), Some(progress_tx))
+        .await
+        .context("measured load");
+    bar.finish().await;
+    Ok((results?, chaos_t0))
+}
+
+/// Fault times were taken on the chaos clock (started just before the load);
+/// shift them onto the results' clock, whose zero is `run.started_at`.
+fn align_faults(
+    mut faults: Vec<FaultRecord>,
+    results: &Results,
+    chaos_t0: chrono::DateTime<chrono::Utc>,
+) -> Vec<FaultRecord> {
+    let shift = chrono::DateTime::parse_from_rfc3339(&results.run.started_at)
+        .map(|start| (chaos_t0 - start.with_timezone(&chrono::Utc)).num_microseconds())
+        .ok()
+        .flatten()
+        .map(|us| us as f64 / 1e6)
+        .unwrap_or(0.0);
+    for f in &mut faults {
+        f.start_s = (f.start_s + shift).max(0.0);
+        f.end_s = f.end_s.map(|e| (e + shift).max(0.0));
+    }
+    faults
+}
+
+/// Stage windows as they ran: a stage stopped by a request count, or cut short
+/// by Ctrl-C, ends where the measurement ended.
+fn measured_stages(planned: &[StageWindow], results: &Results) -> Vec<StageWindow> {
+    let end = results
+        .timeline
+        .last()
+        .map(|iv| iv.start_s + iv.duration_s)
+        .unwrap_or(0.0)
+        .max(results.run.duration_s);
+    planned
+        .iter()
+        .filter(|s| s.start_s < end || s.start_s == 0.0)
+        .map(|s| StageWindow {
+            end_s: s.end_s.min(end),
+            ..s.clone()
+        })
+        .collect()
+}
+
+fn slo_stages(stages: &[StageWindow]) -> Vec<slo::StageWindow> {
+    stages
+        .iter()
+        .map(|s| slo::StageWindow {
+            name: s.name.clone(),
+            start_s: s.start_s,
+            end_s: s.end_s,
+        })
+        .collect()
+}
+
+fn slo_faults(faults: &[FaultRecord]) -> Vec<slo::FaultWindow> {
+    faults
+        .iter()
+        .filter(|f| f.error.is_none())
+        .map(|f| slo::FaultWindow {
+            label: f.label.clone(),
+            start_s: f.start_s,
+            end_s: f.end_s,
+        })
+        .collect()
+}
+
+/// `OUT/<profile>/<utc-time>-<commit>/`, made unique if two runs share a second.
+fn run_dir(out: &Path, name: &str, results: &Results) -> anyhow::Result<PathBuf> {
+    let time = chrono::DateTime::parse_from_rfc3339(&results.run.started_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| chrono::Utc::now())
+        .format("%Y%m%dT%H%M%SZ");
+    let commit = results
+        .run
+        .commit
+        .as_deref()
+        .map(|c| c.chars().take(12).collect::<String>())
+        .unwrap_or_else(|| "nocommit".into());
+    let base = out.join(name).join(format!("{time}-{commit}"));
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// results.json first (atomic: it is the record), then both reports from it,
+/// then the terminal report.
+fn write_run(dir: &Path, results: &Results) -> anyhow::Result<()> {
+    results.write(&dir.join("results.json"))?;
+    let report = Report::new(results.clone(), None)?;
+    let md = report::render(&report, report::Format::Md);
+    loadgen::results::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let html = report::render(&report, report::Format::Html);
+    loadgen::results::write_atomic(&dir.join("report.html"), html.as_bytes())?;
+    print!("{}", report::render(&report, report::Format::Text));
+    Ok(())
+}
+
+/// The live line on stderr (only on a terminal): stage, rate, p99, errors.
+struct ProgressBar {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ProgressBar {
+    fn start(plan: &ExperimentPlan, mut rx: watch::Receiver<Progress>) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self { task: None };
+        }
+        let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
+        let bar = match plan.duration() {
+            Some(d) => indicatif::ProgressBar::new(d.as_secs().max(1)),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(Duration::from_millis(250));
+        let task = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = rx.borrow_and_update().clone();
+                let stage = stage_names
+                    .get(p.stage)
+                    .map(String::as_str)
+                    .unwrap_or("-");
+                bar.set_position(p.elapsed.as_secs());
+                bar.set_message(format!(
+                    "{stage} | {:.0} req/s | p99 {:.1} ms | {} errors | {} requests",
+                    p.rate,
+                    p.p99_last_interval.as_secs_f64() * 1e3,
+                    p.errors,
+                    p.requests
+                ));
+            }
+            bar.finish_and_clear();
+        });
+        Self { task: Some(task) }
+    }
+
+    async fn finish(self) {
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The experiment plan: a validated profile turned into concrete things to do —
+//! the loadgen `LoadPlan`, stage windows on the load clock, the warm-up — and the
+//! text `--dry-run` prints so a user sees exactly what a run would do.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
+
+use super::profile::{LoadModel, LoadedProfile, Profile, RequestSpec, StageSpec};
+use super::section::StageWindow;
+
+/// Header the API sets on every response; counting it shows how the gateway spread the load.
+pub const TRACK_HEADER: &str = "X-Served-By";
+/// Open model's in-flight cap when the profile gives none.
+pub const DEFAULT_OPEN_CONNECTIONS: usize = 100;
+
+/// Everything a run will do, before it does it.
+#[derive(Debug, Clone)]
+pub struct ExperimentPlan {
+    pub name: String,
+    pub seed: u64,
+    pub warmup: Duration,
+    pub stages: Vec<StageWindow>,
+    /// The measured load, against `base_url`.
+    pub load: LoadPlan,
+    pub base_url: String,
+}
+
+/// Where the load goes and with what credentials, known once the stack is up.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub base_url: String,
+    /// Substituted for `{token}` in paths, header values and bodies.
+    pub token: Option<String>,
+}
+
+impl ExperimentPlan {
+    pub fn build(loaded: &LoadedProfile, seed: u64, endpoint: &Endpoint, bad: BadPolicy) -> Self {
+        let profile = &loaded.profile;
+        let load = &profile.load;
+        let stages: Vec<&StageSpec> = load.stages.iter().map(|s| s.get_ref()).collect();
+        let base = endpoint.base_url.trim_end_matches('/').to_string();
+        let requests = load
+            .requests
+            .iter()
+            .map(|r| request_template(r.get_ref(), &base, endpoint.token.as_deref()))
+            .collect();
+        let (model, stop, connections) = match load.model {
+            LoadModel::Open => (
+                Model::Open {
+                    stages: stages
+                        .iter()
+                        .map(|s| {
+                            let rate = *s.rate.as_ref().expect("validated").get_ref();
+                            Stage {
+                                duration: s.duration.as_ref().expect("validated").get_ref().0,
+                                start_rate: rate,
+                                end_rate: s.ramp_to.as_ref().map(|r| *r.get_ref()).unwrap_or(rate),
+                            }
+                        })
+                        .collect(),
+                },
+                Stop::Stages,
+                load.connections
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or(DEFAULT_OPEN_CONNECTIONS),
+            ),
+            LoadModel::Closed => {
+                let s = stages[0];
+                let stop = match (&s.requests, &s.duration) {
+                    (Some(n), _) => Stop::Requests {
+                        count: *n.get_ref(),
+                    },
+                    (None, Some(d)) => Stop::Duration {
+                        duration: d.get_ref().0,
+                    },
+                    (None, None) => unreachable!("validated: requests or duration"),
+                };
+                (
+                    Model::Closed {
+                        rate_per_worker: None,
+                    },
+                    stop,
+                    *s.connections.as_ref().expect("validated").get_ref(),
+                )
+            }
+        };
+        let plan = LoadPlan {
+            requests,
+            model,
+            stop,
+            connections,
+            timeout: load.timeout.get_ref().0,
+            keepalive: load.keepalive,
+            compression: false,
+            follow_redirects: true,
+            interval: load.interval.get_ref().0,
+            threads: 0,
+            seed,
+            track_header: Some(TRACK_HEADER.to_string()),
+            bad,
+        };
+        Self {
+            name: loaded.name(),
+            seed,
+            warmup: load.warmup.get_ref().0,
+            stages: stage_windows(profile),
+            load: plan,
+            base_url: base,
+        }
+    }
+
+    /// The unmeasured warm-up: the same request mix at the first stage's load,
+    /// for `warmup`; `None` when it is turned off.
+    pub fn warmup_plan(&self) -> Option<LoadPlan> {
+        if self.warmup.is_zero() {
+            return None;
+        }
+        let mut plan = self.load.clone();
+        plan.seed = self.seed.wrapping_add(1);
+        match &mut plan.model {
+            Model::Open { stages } => {
+                let rate = stages.first().map(|s| s.start_rate).unwrap_or(1.0);
+                *stages = vec![Stage::steady(self.warmup, rate)];
+                plan.stop = Stop::Stages;
+            }
+            Model::Closed { .. } => {
+                plan.stop = Stop::Duration {
+                    duration: self.warmup,
+                };
+            }
+        }
+        Some(plan)
+    }
+
+    /// The measured load's length when known up front (not for `requests = N`).
+    pub fn duration(&self) -> Option<Duration> {
+        match &self.load.stop {
+            Stop::Requests { .. } => None,
+            Stop::Duration { duration } => Some(*duration),
+            Stop::Stages => match &self.load.model {
+                Model::Open { stages } => Some(stages.iter().map(|s| s.duration).sum()),
+                Model::Closed { .. } => None,
+            },
+        }
+    }
+
+    /// The `--dry-run` text: load, stages on the load clock, request mix.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let p = &self.load;
+        let _ = writeln!(out, "experiment {:?} (seed {})", self.name, self.seed);
+        let _ = writeln!(out, "target: {}", self.base_url);
+        let model = match &p.model {
+            Model::Open { .. } => format!(
+                "open (arrival rate; up to {} requests in flight)",
+                p.connections
+            ),
+            Model::Closed { .. } => format!("closed ({} connections)", p.connections),
+        };
+        let _ = writeln!(
+            out,
+            "load: {model}, timeout {}, interval {}, keep-alive {}",
+            fmt_duration(p.timeout),
+            fmt_duration(p.interval),
+            if p.keepalive { "on" } else { "off" }
+        );
+        if self.warmup.is_zero() {
+            let _ = writeln!(out, "warm-up: none");
+        } else {
+            let _ = writeln!(
+                out,
+                "warm-up: {} before t=0, not measured",
+                fmt_duration(self.warmup)
+            );
+        }
+        let _ = writeln!(out, "\nstages (t = seconds from the load start):");
+        for s in &self.stages {
+            let what = match (s.start_rate, s.end_rate, s.connections) {
+                (Some(a), Some(b), _) if a == b => format!("{a} req/s"),
+                (Some(a), Some(b), _) => format!("ramp {a} -> {b} req/s"),
+                (_, _, Some(c)) => format!("{c} connections"),
+                _ => String::new(),
+            };
+            let until = if s.end_s.is_finite() {
+                format!("{:>7.1}s", s.end_s)
+            } else {
+                match &p.stop {
+                    Stop::Requests { count } => format!("after {count} requests"),
+                    _ => "end".into(),
+                }
+            };
+            let _ = writeln!(
+                out,
+                "  {:>7.1}s .. {until}  {:<12} {what}",
+                s.start_s, s.name
+            );
+        }
+        if let Some(d) = self.duration() {
+            let _ = writeln!(out, "  total {}", fmt_duration(d));
+        }
+        let total: u64 = p.requests.iter().map(|r| u64::from(r.weight)).sum();
+        let _ = writeln!(out, "\nrequest mix (counted by {}):", TRACK_HEADER);
+        for r in &p.requests {
+            let pct = 100.0 * f64::from(r.weight) / total.max(1) as f64;
+            let _ = writeln!(out, "  {pct:>5.1}%  {:<6} {}", r.method, r.url);
+            for (k, v) in &r.headers {
+                let _ = writeln!(out, "                {k}: {v}");
+            }
+            if let Some(b) = &r.body {
+                let _ = writeln!(out, "                body: {b}");
+            }
+        }
+        let bad = &p.bad;
+        let _ = writeln!(
+            out,
+            "\nbad outcomes: transport failures, timeouts{}{}{}",
+            if bad.status_5xx { ", 5xx" } else { "" },
+            if bad.status_429 { ", 429" } else { "" },
+            if bad.status_4xx { ", 4xx" } else { "" },
+        );
+        out
+    }
+}
+
+fn request_template(r: &RequestSpec, base: &str, token: Option<&str>) -> RequestTemplate {
+    let subst = |s: &str| match token {
+        Some(t) => s.replace("{token}", t),
+        None => s.to_string(),
+    };
+    let mut headers: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), subst(v)))
+        .collect();
+    if r.body.is_some()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    RequestTemplate {
+        weight: *r.weight.get_ref(),
+        method: r.method.get_ref().clone(),
+        url: format!("{base}{}", subst(r.path.get_ref())),
+        headers,
+        body: r.body.as_deref().map(subst),
+    }
+}
+
+/// Stage windows on the load clock. A closed run stopped by a request count has
+/// an open end (`f64::INFINITY`) until the run has measured it.
+pub fn stage_windows(profile: &Profile) -> Vec<StageWindow> {
+    let mut t = 0.0;
+    profile
+        .load
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.get_ref();
+            let len = s
+                .duration
+                .as_ref()
+                .map(|d| d.get_ref().0.as_secs_f64())
+                .unwrap_or(f64::INFINITY);
+            let w = StageWindow {
+                name: s.name.clone().unwrap_or_else(|| format!("stage-{}", i + 1)),
+                start_s: t,
+                end_s: t + len,
+                start_rate: s.rate.as_ref().map(|r| *r.get_ref()),
+                end_rate: s.ramp_to.as_ref().or(s.rate.as_ref()).map(|r| *r.get_ref()),
+                connections: s.connections.as_ref().map(|c| *c.get_ref()),
+            };
+            t += len;
+            w
+        })
+        .collect()
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The `--dry-run` text for the `[slo]` table.
+pub fn render_slo(spec: Option<&crate::slo::SloSpec>) -> String {
+    let mut out = String::from("\nSLOs:\n");
+    let Some(spec) = spec.filter(|s| !s.is_empty()) else {
+        out.push_str("  none (the run is measured and reported, and always exits 0)\n");
+        return out;
+    };
+    let line = |out: &mut String,
+                scope: &str,
+                availability: Option<f64>,
+                latency: &[crate::slo::LatencyTarget]| {
+        if let Some(a) = availability {
+            let _ = writeln!(
+                out,
+                "  {scope:<16} availability >= {}",
+                crate::slo::format_availability(a)
+            );
+        }
+        for t in latency {
+            let _ = writeln!(out, "  {scope:<16} {} <= {}", t.key, fmt_duration(t.max));
+        }
+    };
+    line(&mut out, "whole run", spec.availability, &spec.latency);
+    for st in &spec.stages {
+        line(
+            &mut out,
+            &format!("stage {}", st.name),
+            st.availability,
+            &st.latency,
+        );
+    }
+    if let Some(r) = spec.recovery {
+        let _ = writeln!(
+            out,
+            "  {:<16} time to recover <= {} (sliding window {})",
+            "each fault",
+            fmt_duration(r),
+            fmt_duration(spec.recovery_window)
+        );
+    }
+    out
+}

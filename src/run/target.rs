@@ -1,0 +1,248 @@
+//! The system under test for one experiment: an external URL, or the bundled
+//! stack started from the profile's `[stack]` with its chaos plan firing on the
+//! load's clock — and always reverted and stopped, however the run ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chaos::{FaultEvent, Injector, InjectorOptions, Plan, RevertGuard};
+use target::stack::{Stack, StackSpec, Supervisor};
+use tokio::task::JoinHandle;
+
+use super::profile::LoadedProfile;
+use super::section::{FaultRecord, TargetInfo};
+
+/// What the load goes to, from start to stop.
+pub enum RunningTarget {
+    /// `url = ...`: somebody else's system; nothing to start, no faults.
+    External { url: String },
+    /// The bundled stack, its chaos plan and what the plan did.
+    Stack(Box<StackRun>),
+}
+
+pub struct StackRun {
+    stack: Stack,
+    spec: StackSpec,
+    plan: Plan,
+    seed: u64,
+    chaos: Option<ChaosRun>,
+}
+
+/// The chaos plan in flight: the task that fires it, the injector, and per
+/// planned fault what became of it.
+struct ChaosRun {
+    injector: Arc<Injector>,
+    task: JoinHandle<()>,
+    fired: Arc<Mutex<Vec<Fired>>>,
+    /// Reverts everything still in force if the run unwinds past us.
+    _guard: RevertGuard,
+}
+
+struct Fired {
+    planned_s: f64,
+    fault: String,
+    target: String,
+    /// Ids of the events the injection made, or why it failed.
+    result: Result<Vec<u64>, String>,
+}
+
+impl RunningTarget {
+    /// Starts the stack (when the profile has one) in `run_dir`, on a free port
+    /// unless the profile names one.
+    pub async fn start(loaded: &LoadedProfile, seed: u64, run_dir: &Path) -> anyhow::Result<Self> {
+        let profile = &loaded.profile;
+        if let Some(url) = &profile.url {
+            return Ok(Self::External {
+                url: url.get_ref().trim_end_matches('/').to_string(),
+            });
+        }
+        let mut spec = profile
+            .stack
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default();
+        if !loaded.stack_sets("port") {
+            spec.port = 0;
+        }
+        if !loaded.stack_sets("run-dir") {
+            spec.run_dir = Some(run_dir.to_path_buf());
+        }
+        let names = profile.component_names();
+        let plan = profile.chaos_plan(seed, &names, &loaded.locate())?;
+        let bin = std::env::current_exe().context("cannot find the slolab binary to re-execute")?;
+        eprintln!(
+            "slolab run: starting the stack ({} instance(s), {:?} db, {:?} cache, {:?} gateway)",
+            spec.instances, spec.db, spec.cache, spec.gateway
+        );
+        let stack = tokio::time::timeout(START_TIMEOUT, Supervisor::start(spec.clone(), bin))
+            .await
+            .map_err(|_| anyhow::anyhow!("the stack did not come up within {START_TIMEOUT:?}"))?
+            .context("starting the stack")?;
+        eprintln!("slolab run: stack up at {} (logs in {})", stack.url(), stack.log_dir().display());
+        Ok(Self::Stack(Box::new(StackRun {
+            stack,
+            spec,
+            plan,
+            seed,
+            chaos: None,
+        })))
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::External { url } => url,
+            Self::Stack(s) => s.stack.url(),
+        }
+    }
+
+    /// The admin JWT for `{token}`.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Self::External { .. } => None,
+            Self::Stack(s) => Some(s.stack.admin_token()),
+        }
+    }
+
+    /// Starts the chaos clock: faults fire at their offsets from now.
+    pub fn start_chaos(&mut self) -> anyhow::Result<()> {
+        let Self::Stack(run) = self else {
+            return Ok(());
+        };
+        let origin = tokio::time::Instant::now();
+        let (injector, _recovery) = Injector::new(
+            run.stack.registry(),
+            InjectorOptions {
+                seed: run.seed,
+                ledger_dir: Some(run.stack.run_dir().to_path_buf()),
+                origin: Some(origin),
+            },
+        )
+        .context("starting the fault injector")?;
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(fire(
+            run.plan.clone(),
+            injector.clone(),
+            origin,
+            fired.clone(),
+        ));
+        run.chaos = Some(ChaosRun {
+            _guard: injector.guard(),
+            injector,
+            task,
+            fired,
+        });
+        Ok(())
+    }
+
+    /// Stops the chaos plan, reverts whatever is still in force, and returns
+    /// every planned fault on the chaos clock (seconds from `start_chaos`).
+    pub async fn finish_chaos(&mut self) -> Vec<FaultRecord> {
+        let Self::Stack(run) = self else {
+            return Vec::new();
+        };
+        let Some(chaos) = run.chaos.take() else {
+            return Vec::new();
+        };
+        chaos.task.abort();
+        let _ = chaos.task.await;
+        chaos.injector.revert_all().await;
+        let events = chaos.injector.events();
+        let fired = std::mem::take(&mut *chaos.fired.lock().unwrap_or_else(|p| p.into_inner()));
+        fault_records(fired, &events)
+    }
+
+    pub fn info(&self) -> TargetInfo {
+        match self {
+            Self::External { url } => TargetInfo {
+                url: url.clone(),
+                stack: serde_json::Value::Null,
+                components: Vec::new(),
+            },
+            Self::Stack(s) => TargetInfo {
+                url: s.stack.url().to_string(),
+                stack: serde_json::to_value(&s.spec).unwrap_or_default(),
+                components: s.stack.registry().names(),
+            },
+        }
+    }
+
+    /// Stops the stack (gateway first, database last); returns its run dir.
+    pub async fn stop(self) -> Option<PathBuf> {
+        match self {
+            Self::External { .. } => None,
+            Self::Stack(run) => {
+                let dir = run.stack.run_dir().to_path_buf();
+                run.stack.shutdown().await;
+                Some(dir)
+            }
+        }
+    }
+}
+
+/// Fires `plan` against the injector, each fault at its offset from `origin`.
+/// Expiry reverts are the injector's; a failed injection is recorded and the
+/// plan goes on (a fault that cannot be injected is a finding, not a crash).
+async fn fire(
+    plan: Plan,
+    injector: Arc<Injector>,
+    origin: tokio::time::Instant,
+    fired: Arc<Mutex<Vec<Fired>>>,
+) {
+    for planned in plan.faults {
+        tokio::time::sleep_until(origin + planned.at).await;
+        let req = &planned.request;
+        tracing::info!(fault = %req.fault, target = %req.target, at = ?planned.at, "injecting");
+        let result = injector
+            .inject(req)
+            .await
+            .map(|events| events.iter().map(|e| e.id).collect())
+            .map_err(|e| {
+                tracing::warn!(fault = %req.fault, target = %req.target, error = %e, "injection failed");
+                e.to_string()
+            });
+        fired.lock().unwrap_or_else(|p| p.into_inner()).push(Fired {
+            planned_s: planned.at.as_secs_f64(),
+            fault: req.fault.clone(),
+            target: req.target.clone(),
+            result,
+        });
+    }
+}
+
+fn fault_records(fired: Vec<Fired>, events: &[FaultEvent]) -> Vec<FaultRecord> {
+    let mut out = Vec::new();
+    for f in fired {
+        match f.result {
+            Ok(ids) => {
+                for e in events.iter().filter(|e| ids.contains(&e.id)) {
+                    out.push(FaultRecord {
+                        label: format!("{} {}", e.fault, e.target),
+                        fault: e.fault.clone(),
+                        target: e.target.clone(),
+                        params: serde_json::to_value(&e.params).unwrap_or_default(),
+                        planned_s: f.planned_s,
+                        start_s: e.start.offset_s,
+                        end_s: e.end.map(|s| s.offset_s),
+                        error: e.error.clone(),
+                    });
+                }
+            }
+            Err(error) => out.push(FaultRecord {
+                label: format!("{} {}", f.fault, f.target),
+                fault: f.fault,
+                target: f.target,
+                params: serde_json::Value::Null,
+                planned_s: f.planned_s,
+                start_s: f.planned_s,
+                end_s: None,
+                error: Some(error),
+            }),
+        }
+    }
+    out
+}
+
+/// Upper bound on how long we wait for the stack to come up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);

@@ -1,0 +1,286 @@
+//! `slolab compare` end to end: real `slolab load --save` runs against a real
+//! HTTP server on port 0 in this test, then the verdicts and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const SLOLAB: &str = env!("CARGO_BIN_EXE_slolab");
+
+/// A keep-alive HTTP/1.1 server that answers every request with 200 after
+/// `delay`, or with 500 for every `fail_every`-th request. Stops when dropped.
+struct Upstream {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(delay: Duration, fail_every: Option<u64>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/tasks", listener.local_addr().unwrap());
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let served = Arc::new(AtomicU64::new(0));
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((socket, _)) = accepted else { continue };
+                            let served = served.clone();
+                            tokio::spawn(serve(socket, delay, fail_every, served));
+                        }
+                    }
+                }
+            });
+        });
+        Self {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+async fn serve(
+    socket: tokio::net::TcpStream,
+    delay: Duration,
+    fail_every: Option<u64>,
+    served: Arc<AtomicU64>,
+) {
+    let (read, mut write) = socket.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        // Headers up to the blank line; the load is GET only, so no body.
+        loop {
+            line.clear();
+            match read.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" || line == "\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let status = match fail_every {
+            Some(k) if n % k == 0 => "500 Internal Server Error",
+            _ => "200 OK",
+        };
+        let response = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+        if write.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A short open-model run: 2 s at 400 requests/s in 200 ms intervals.
+fn load(url: &str, connections: &str, save: &Path) {
+    let out = Command::new(SLOLAB)
+        .args(["load", "-z", "2s", "--rate", "400", "-c", connections])
+        .args(["--interval", "200ms", "-t", "5"])
+        .arg("--save")
+        .arg(save)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "slolab load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn compare(args: &[&Path], extra: &[&str]) -> Output {
+    Command::new(SLOLAB)
+        .arg("compare")
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn code_and_text(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn path(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn reruns_against_the_same_server_are_not_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Upstream::start(Duration::ZERO, None);
+    let runs: Vec<PathBuf> = [
+        "base/1/results.json",
+        "head/1/results.json",
+        "base/2/results.json",
+        "head/2/results.json",
+    ]
+    .iter()
+    .map(|n| {
+        let p = path(dir.path(), n);
+        load(&server.url, "20", &p);
+        p
+    })
+    .collect();
+
+    let (code, stdout, stderr) = code_and_text(&compare(&[&runs[0], &runs[1]], &[]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("no regression"), "{stdout}");
+    for metric in ["p50", "p95", "p99", "p99.9", "availability", "throughput"] {
+        assert!(stdout.contains(metric), "{metric} missing:\n{stdout}");
+    }
+
+    // Directories: both runs of a side pooled, and the count reported.
+    let (base, head) = (dir.path().join("base"), dir.path().join("head"));
+    let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &["--format", "json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["base"]["runs"], 2);
+    assert_eq!(json["head"]["runs"], 2);
+    assert_eq!(json["regressions"], serde_json::json!([]));
+    assert_eq!(json["metrics"][0]["metric"], "p50");
+
+    let (code, md, _) = code_and_text(&compare(&[&base, &head], &["--format", "md"]));
+    assert_eq!(code, 0);
+    assert!(md.starts_with("### slolab compare: no regression"), "{md}");
+    assert!(md.contains("| metric"), "{md}");
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("|--") || l.starts_with("|:-") || l.starts_with("| --")),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_20ms_delay_is_a_regression_named_in_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = Upstream::start(Duration::ZERO, None);
+    let slow = Upstream::start(Duration::from_millis(20), None);
+    let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
+    load(&fast.url, "20", &base);
+    load(&slow.url, "20", &head);
+
+    let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &[]));
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let verdict = stdout.lines().last().unwrap();
+    assert!(verdict.starts_with("REGRESSION in p50"), "{stdout}");
+    assert!(verdict.contains("p99"), "{stdout}");
+
+    // Swapped, the same runs are an improvement, not a regression.
+    let (code, stdout, _) = code_and_text(&compare(&[&head, &base], &[]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("better"), "{stdout}");
+}
+
+#[test]
+fn availability_falling_to_99_percent_is_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Upstream::start(Duration::ZERO, None);
+    let failing = Upstream::start(Duration::ZERO, Some(100));
+    let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
+    load(&healthy.url, "20", &base);
+    load(&failing.url, "20", &head);
+
+    let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &["--format", "json"]));
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        json["regressions"]
+            .as_array()
+            .unwrap()
+            .contains(&"availability".into()),
+        "{stdout}"
+    );
+    let availability = json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "availability")
+        .unwrap();
+    assert_eq!(availability["base"], 1.0);
+    let head_availability = availability["head"].as_f64().unwrap();
+    assert!(
+        (0.985..=0.995).contains(&head_availability),
+        "{availability}"
+    );
+}
+
+#[test]
+fn runs_with_a_different_load_shape_are_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Upstream::start(Duration::ZERO, None);
+    let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
+    load(&server.url, "20", &base);
+    load(&server.url, "10", &head);
+
+    let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &[]));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("not comparable"), "{stderr}");
+    assert!(stderr.contains("connections: 20"), "{stderr}");
+    assert!(stderr.contains("vs 10"), "{stderr}");
+
+    let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &["--force"]));
+    assert_ne!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("compared anyway (--force): connections"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_inputs_exit_1_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_json = path(dir.path(), "not.json");
+    std::fs::write(&not_json, "hello").unwrap();
+    let not_results = path(dir.path(), "other.json");
+    std::fs::write(&not_results, r#"{"schema_version": 1, "tool": {}}"#).unwrap();
+    let future = path(dir.path(), "future.json");
+    std::fs::write(&future, r#"{"schema_version": 99}"#).unwrap();
+    let empty_dir = dir.path().join("empty");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let missing = dir.path().join("missing.json");
+
+    for (a, b, says) in [
+        (&missing, &not_json, "missing.json"),
+        (&not_json, &not_json, "not a slolab results file"),
+        (&not_results, &not_results, "not a slolab results file"),
+        (&future, &future, "schema version 99"),
+        (&empty_dir, &not_json, "no results.json under"),
+    ] {
+        let (code, stdout, stderr) = code_and_text(&compare(&[a, b], &[]));
+        assert_eq!(code, 1, "{a:?} {b:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(says), "{a:?} {b:?}: {stderr}");
+    }
+    let (code, _, stderr) = code_and_text(&compare(&[&not_json], &[]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("give both BASE and HEAD"), "{stderr}");
+}

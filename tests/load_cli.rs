@@ -1,0 +1,253 @@
+//! `slolab load` as a user runs it: hey's command line against a real HTTP server
+//! on port 0, bad input (one line, exit 1), --json/--save/-o csv, and Ctrl-C
+//! (SIGINT to the child) leaving a partial summary and a results file.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Server {
+    addr: SocketAddr,
+    requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+}
+
+/// A keep-alive HTTP/1.1 server on its own threads: answers every request with
+/// 200 "ok" (or 503 for paths starting /fail).
+fn server() -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicU64::new(0));
+    let (r, c) = (requests.clone(), connections.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let close = head.to_ascii_lowercase().contains("connection: close");
+                        let status = if head.starts_with("GET /fail") {
+                            "503 Service Unavailable"
+                        } else {
+                            "200 OK"
+                        };
+                        let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                        if s.write_all(resp.as_bytes()).is_err() || close {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        addr,
+        requests,
+        connections,
+    }
+}
+
+fn slolab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_slolab"))
+        .arg("load")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hey_command_line_prints_heys_sections() {
+    let s = server();
+    let url = format!("http://{}/tasks", s.addr);
+    let out = slolab(&["-n", "200", "-c", "20", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for section in [
+        "Summary:",
+        "  Requests/sec:",
+        "Response time histogram:",
+        "Latency distribution:",
+        "  99% in",
+        "  99.9% in",
+        "  99.99% in",
+        "Details (average, fastest, slowest):",
+        "Status code distribution:",
+        "  [200]\t200 responses",
+        "  Availability:\t100.0000%",
+    ] {
+        assert!(stdout.contains(section), "missing {section:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("Error distribution:"));
+    assert_eq!(s.requests.load(Ordering::SeqCst), 200);
+    assert_eq!(s.connections.load(Ordering::SeqCst), 20);
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_1() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["not a url"], "invalid URL"),
+        (&["http://127.0.0.1:1/a b"], "invalid URL"),
+        (&["--no-such-flag", "http://127.0.0.1:1/"], "--no-such-flag"),
+        (&["-c", "0", "http://127.0.0.1:1/"], "-c"),
+        (
+            &["-n", "5", "-c", "10", "http://127.0.0.1:1/"],
+            "-n cannot be less than -c",
+        ),
+        (
+            &["-D", "/nonexistent/body", "http://127.0.0.1:1/"],
+            "-D file",
+        ),
+        (&["--stage", "5x@3", "http://127.0.0.1:1/"], "--stage"),
+        (&["--stage", "5s", "http://127.0.0.1:1/"], "--stage"),
+    ];
+    for (args, needle) in cases {
+        let out = slolab(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn json_summary_and_saved_results_for_the_open_model() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("results.json");
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&[
+        "--rate",
+        "400",
+        "-n",
+        "120",
+        "-c",
+        "4",
+        "--json",
+        "--save",
+        save.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["requests"], 120);
+    assert_eq!(v["model"], "open");
+    assert_eq!(v["pacer"]["scheduled"], 120);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).unwrap()).unwrap();
+    assert_eq!(saved["schema_version"], 1);
+    assert_eq!(saved["totals"]["requests"], 120);
+    assert_eq!(saved["run"]["interrupted"], false);
+}
+
+#[test]
+fn csv_output_streams_a_row_per_response() {
+    let s = server();
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&["-n", "30", "-c", "3", "-o", "csv", &url]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset");
+    assert_eq!(lines.len(), 31);
+    for row in &lines[1..] {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields.len(), 8, "{row}");
+        assert_eq!(fields[6], "200");
+    }
+}
+
+#[test]
+fn heys_single_dash_long_flags_work() {
+    let s = server();
+    let url = format!("http://{}/fail", s.addr);
+    let out = slolab(&["-n", "12", "-c", "3", "-disable-keepalive", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.connections.load(Ordering::SeqCst), 12);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[503]\t12 responses"), "{stdout}");
+    assert!(stdout.contains("Availability:\t0.0000%"), "{stdout}");
+}
+
+#[test]
+fn sigint_prints_a_partial_summary_and_still_saves() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("partial.json");
+    let url = format!("http://{}/", s.addr);
+    let child = Command::new(env!("CARGO_BIN_EXE_slolab"))
+        .args([
+            "load",
+            "-z",
+            "60s",
+            "-c",
+            "2",
+            "--save",
+            save.to_str().unwrap(),
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the run to be under way (bounded), then Ctrl-C it.
+    for _ in 0..600 {
+        if s.requests.load(Ordering::SeqCst) >= 50 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        s.requests.load(Ordering::SeqCst) >= 50,
+        "the run never started"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Interrupted"), "{stdout}");
+    assert!(stdout.contains("Status code distribution:"), "{stdout}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).unwrap()).unwrap();
+    assert_eq!(saved["run"]["interrupted"], true);
+    let n = saved["totals"]["requests"].as_u64().unwrap();
+    assert!(n >= 50);
+    assert!(saved["run"]["duration_s"].as_f64().unwrap() < 60.0);
+}

@@ -1,0 +1,138 @@
+//! `slolab run` end to end through the binary against the real bundled stack:
+//! the quickstart scenario as shipped, an SLO that breaks (exit 3), and Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn slolab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_slolab"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// The one run directory under OUT/NAME/.
+fn run_dir(out: &Path, name: &str) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out.join(name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+fn experiment(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["experiment"].clone()
+}
+
+#[test]
+fn quickstart_runs_end_to_end_and_exit_code_matches_the_verdict() {
+    let out = tempfile::tempdir().unwrap();
+    let status = slolab()
+        .args(["run", "profiles/quickstart.toml", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    let dir = run_dir(out.path(), "quickstart");
+    for f in ["results.json", "report.md", "report.html"] {
+        assert!(dir.join(f).is_file(), "{f} missing in {}: {stderr}", dir.display());
+    }
+    assert!(dir.join("stack/logs").is_dir(), "stack logs kept with the run");
+    let exp = experiment(&dir);
+    let met = exp["slo"]["met"].as_bool().expect("an SLO verdict");
+    assert_eq!(status.status.code(), Some(if met { 0 } else { 3 }), "{stdout}\n{stderr}");
+    assert!(stdout.contains("SLO"), "terminal report printed: {stdout}");
+
+    // The kill happened, on the load's clock, and the profile and stages are there.
+    let faults = exp["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0]["label"], "kill api-2");
+    assert!(faults[0]["error"].is_null(), "{faults:?}");
+    let start = faults[0]["start_s"].as_f64().unwrap();
+    assert!((7.0..9.0).contains(&start), "injected at {start}");
+    assert_eq!(exp["stages"][0]["name"], "steady");
+    assert_eq!(exp["stages"][0]["end_s"], 20.0);
+    assert_eq!(exp["profile"]["stack"]["instances"], 2);
+    assert_eq!(exp["seed"], 42);
+    assert!(!exp["interrupted"].as_bool().unwrap());
+}
+
+#[test]
+fn a_broken_slo_exits_3() {
+    // One instance, killed and restarted after 1 s: an outage a 99.9 % SLO cannot absorb.
+    let out = tempfile::tempdir().unwrap();
+    let status = slolab()
+        .args([
+            "run",
+            "profiles/service-down.toml",
+            "--set",
+            "load.stage[1].duration=6s",
+            "--set",
+            "chaos[1].at=2s",
+            "--set",
+            "load.warmup=1s",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    let dir = run_dir(out.path(), "service-down");
+    let exp = experiment(&dir);
+    assert_eq!(exp["slo"]["met"], false, "{stderr}");
+    assert_eq!(status.status.code(), Some(3), "{stderr}");
+    assert!(dir.join("report.md").is_file() && dir.join("report.html").is_file());
+}
+
+#[test]
+fn ctrl_c_stops_everything_and_still_writes_what_was_measured() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = slolab()
+        .args([
+            "run",
+            "profiles/quickstart.toml",
+            "--set",
+            "load.warmup=0s",
+            "--out",
+        ])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "exited early: {seen}");
+        seen.push_str(&line);
+        if line.contains("stack up at") {
+            break;
+        }
+    }
+    // Let some load be measured (no warm-up), then interrupt.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    let dir = run_dir(out.path(), "quickstart");
+    let exp = experiment(&dir);
+    assert_eq!(exp["interrupted"], true);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert!(results["totals"]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(results["run"]["interrupted"], true);
+    assert!(dir.join("report.html").is_file());
+}
