@@ -21,62 +21,24 @@ GW_CORE=${GW_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 REQ_PATH=${REQ_PATH:-/api/v1/tasks}
 
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in wrk taskset curl python3; do
-    command -v "$tool" >/dev/null || { echo "bench-gateway: $tool is required" >&2; exit 1; }
-done
-[ -x "$NGINX" ] || { echo "bench-gateway: nginx is required (apt-get install nginx)" >&2; exit 1; }
+. ci/lib/nginx.sh
+bench_require wrk taskset curl python3
 
 # SKIP_BUILD=1 reuses an existing release build (the build dir is shared and locked).
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p target --example gateway
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/gateway
 
-RUN=$(mktemp -d /tmp/bench-gateway.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # url
-    for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench-gateway: $1 did not come up" >&2
-    exit 1
-}
+bench_scratch
 
 # --- backends --------------------------------------------------------------
 B1=$(free_port); B2=$(free_port)
 mkdir -p "$RUN/backends"
-cat >"$RUN/backends/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $RUN/backends/nginx.pid;
-error_log $RUN/backends/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/backends/client_body_temp;
-    proxy_temp_path $RUN/backends/proxy_temp;
-    fastcgi_temp_path $RUN/backends/fastcgi_temp;
-    uwsgi_temp_path $RUN/backends/uwsgi_temp;
-    scgi_temp_path $RUN/backends/scgi_temp;
-    keepalive_requests 1000000;
+nginx_conf "$RUN/backends" 8192 <<EOF
     default_type application/json;
     server { listen 127.0.0.1:$B1; location / { add_header X-Served-By api-1; return 200 '{"data":[],"meta":{"instance":"api-1"}}'; } }
     server { listen 127.0.0.1:$B2; location / { add_header X-Served-By api-2; return 200 '{"data":[],"meta":{"instance":"api-2"}}'; } }
-}
 EOF
-taskset -c "$LOAD_CORE" "$NGINX" -p "$RUN/backends" -c "$RUN/backends/nginx.conf" &
-PIDS+=($!)
+nginx_start "$RUN/backends" taskset -c "$LOAD_CORE"
 wait_for "http://127.0.0.1:$B1/readyz"
 wait_for "http://127.0.0.1:$B2/readyz"
 

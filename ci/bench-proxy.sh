@@ -19,58 +19,20 @@ DURATION=${DURATION:-5s}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-3}
 
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is required" >&2; exit 1; }
-done
-[ -x "$NGINX" ] || { echo "bench-proxy: nginx is required (apt-get install nginx)" >&2; exit 1; }
+. ci/lib/nginx.sh
+bench_require wrk curl python3
 
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q -p chaos --example proxy
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/proxy
 
-RUN=$(mktemp -d /tmp/bench-proxy.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # url
-    for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "bench-proxy: $1 did not come up" >&2
-    exit 1
-}
+bench_scratch
 
 # --- upstream: nginx, 1 worker, `return 200` --------------------------------
 PORT=$(free_port)
-cat >"$RUN/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $RUN/nginx.pid;
-error_log $RUN/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $RUN/client_body_temp;
-    proxy_temp_path $RUN/proxy_temp;
-    fastcgi_temp_path $RUN/fastcgi_temp;
-    uwsgi_temp_path $RUN/uwsgi_temp;
-    scgi_temp_path $RUN/scgi_temp;
-    keepalive_requests 1000000;
+nginx_conf "$RUN" 4096 <<CONF
     server { listen 127.0.0.1:$PORT; location / { return 200 'ok'; } }
-}
 CONF
-"$NGINX" -p "$RUN" -c "$RUN/nginx.conf" &
-PIDS+=($!)
+nginx_start "$RUN"
 DIRECT="http://127.0.0.1:$PORT/"
 wait_for "$DIRECT"
 

@@ -169,7 +169,7 @@ fn fault_rows(events: &[FaultEvent]) -> Vec<FaultRow> {
             id: e.id,
             fault: e.fault.clone(),
             target: e.target.clone(),
-            params: params_text(&e.params),
+            params: e.params.to_string(),
             duration: match (e.duration, e.end == Some(e.start)) {
                 (_, true) => "instant".into(),
                 (Some(d), _) => humantime::format_duration(d).to_string(),
@@ -178,24 +178,6 @@ fn fault_rows(events: &[FaultEvent]) -> Vec<FaultRow> {
             started: e.start.wall.format("%H:%M:%S%.3f").to_string(),
         })
         .collect()
-}
-
-fn params_text(p: &FaultParams) -> String {
-    let value = serde_json::to_value(p).unwrap_or_default();
-    let parts: Vec<String> = value
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
-        .collect();
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(" ")
-    }
 }
 
 fn table<T: Tabled>(rows: impl IntoIterator<Item = T>) -> String {

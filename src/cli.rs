@@ -25,7 +25,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Drive HTTP load at a URL (hey's flags, plus an open model).
-    Load(crate::load::LoadArgs),
+    // Boxed: hey's flag set makes it much larger than the other variants.
+    Load(Box<crate::load::LoadArgs>),
     /// Run an experiment profile: stack + staged load + faults → SLO report.
     Run(crate::run::RunArgs),
     /// Regenerate a report from a results file.
@@ -43,7 +44,7 @@ pub enum Command {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Load(a) => crate::load::main(a),
+        Command::Load(a) => crate::load::main(*a),
         Command::Run(a) => crate::run::main(a),
         Command::Report(a) => crate::report::main(a),
         Command::Compare(a) => crate::compare::main(a),

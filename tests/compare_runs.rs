@@ -193,7 +193,15 @@ fn a_20ms_delay_is_a_regression_named_in_the_output() {
     assert_eq!(code, 4, "{stdout}\n{stderr}");
     let verdict = stdout.lines().last().unwrap();
     assert!(verdict.starts_with("REGRESSION in p50"), "{stdout}");
-    assert!(verdict.contains("p99"), "{stdout}");
+    // The tail moves by the same 20 ms, but on a machine this busy a base run's
+    // p99 can itself reach 20 ms of scheduler stalls; then the interval rightly
+    // straddles the threshold. Assert the direction, not the verdict.
+    let json: serde_json::Value =
+        serde_json::from_slice(&compare(&[&base, &head], &["--format", "json"]).stdout).unwrap();
+    let p99 = &json["metrics"][2];
+    assert_eq!(p99["metric"], "p99");
+    assert!(p99["change"].as_f64().unwrap() > 0.0, "{p99}");
+    assert_ne!(p99["verdict"], "better", "{p99}");
 
     // Swapped, the same runs are an improvement, not a regression.
     let (code, stdout, _) = code_and_text(&compare(&[&head, &base], &[]));

@@ -29,16 +29,33 @@ fn every_profile_passes_dry_run_with_a_full_plan() {
     assert!(all.len() >= 10, "profiles/: {all:?}");
     for path in all {
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with('#'), "{} must start with a comment saying what it shows", path.display());
+        assert!(
+            text.starts_with('#'),
+            "{} must start with a comment saying what it shows",
+            path.display()
+        );
         let out = slolab(&["run", "--dry-run", path.to_str().unwrap()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{}: {stderr}", path.display());
-        for section in ["stages (t = seconds from the load start)", "request mix", "SLOs:", "stack:"] {
-            assert!(stdout.contains(section), "{}: no {section:?} in\n{stdout}", path.display());
+        for section in [
+            "stages (t = seconds from the load start)",
+            "request mix",
+            "SLOs:",
+            "stack:",
+        ] {
+            assert!(
+                stdout.contains(section),
+                "{}: no {section:?} in\n{stdout}",
+                path.display()
+            );
         }
         if text.contains("[[chaos]]") {
-            assert!(stdout.contains("fault plan (t = from the load start)"), "{}:\n{stdout}", path.display());
+            assert!(
+                stdout.contains("fault plan (t = from the load start)"),
+                "{}:\n{stdout}",
+                path.display()
+            );
         }
     }
 }
@@ -46,8 +63,18 @@ fn every_profile_passes_dry_run_with_a_full_plan() {
 #[test]
 fn dry_run_shows_absolute_times_and_is_deterministic_per_seed() {
     let run = |seed: &str| {
-        let out = slolab(&["run", "--dry-run", "profiles/challenge-01.toml", "--seed", seed]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = slolab(&[
+            "run",
+            "--dry-run",
+            "profiles/challenge-01.toml",
+            "--seed",
+            seed,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let a = run("7");
@@ -59,17 +86,39 @@ fn dry_run_shows_absolute_times_and_is_deterministic_per_seed() {
 
     let quick = slolab(&["run", "--dry-run", "profiles/quickstart.toml"]);
     let quick = String::from_utf8_lossy(&quick.stdout);
-    assert!(quick.contains("8.000s") && quick.contains("kill") && quick.contains("api-2"), "{quick}");
+    assert!(
+        quick.contains("8.000s") && quick.contains("kill") && quick.contains("api-2"),
+        "{quick}"
+    );
 }
 
 #[test]
 fn set_overrides_are_checked_like_the_file() {
-    let out = slolab(&["run", "--dry-run", "profiles/nginx-vs-builtin.toml", "--set", "stack.gateway=builtin"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = slolab(&[
+        "run",
+        "--dry-run",
+        "profiles/nginx-vs-builtin.toml",
+        "--set",
+        "stack.gateway=builtin",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"gateway\":\"builtin\""));
 
-    let out = slolab(&["run", "--dry-run", "profiles/quickstart.toml", "--set", "load.stage[1].duration=5s"]);
+    let out = slolab(&[
+        "run",
+        "--dry-run",
+        "profiles/quickstart.toml",
+        "--set",
+        "load.stage[1].duration=5s",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("chaos[1].at") && stderr.contains("not before the end"), "{stderr}");
+    assert!(
+        stderr.contains("chaos[1].at") && stderr.contains("not before the end"),
+        "{stderr}"
+    );
 }

@@ -67,44 +67,94 @@ fn unknown_field_names_the_field_and_its_line() {
 
 #[test]
 fn wrong_type_points_at_the_value() {
-    assert_error("rate = 10", "rate = \"fast\"", "8:8: load.stage[1].rate", "invalid type");
+    assert_error(
+        "rate = 10",
+        "rate = \"fast\"",
+        "8:8: load.stage[1].rate",
+        "invalid type",
+    );
 }
 
 #[test]
 fn impossible_rate_and_duration() {
-    assert_error("rate = 10", "rate = 0", "8:8: load.stage[1].rate", "more than 0");
-    assert_error("duration = \"5s\"", "duration = \"0s\"", "7:12: load.stage[1].duration", "more than 0");
-    assert_error("duration = \"5s\"", "duration = \"5 fortnights\"", "7:12: load.stage[1].duration", "invalid duration");
+    assert_error(
+        "rate = 10",
+        "rate = 0",
+        "8:8: load.stage[1].rate",
+        "more than 0",
+    );
+    assert_error(
+        "duration = \"5s\"",
+        "duration = \"0s\"",
+        "7:12: load.stage[1].duration",
+        "more than 0",
+    );
+    assert_error(
+        "duration = \"5s\"",
+        "duration = \"5 fortnights\"",
+        "7:12: load.stage[1].duration",
+        "invalid duration",
+    );
 }
 
 #[test]
 fn all_weights_zero() {
-    assert_error("weight = 1", "weight = 0", "10:10: load.request[1].weight", "weight 0");
+    assert_error(
+        "weight = 1",
+        "weight = 0",
+        "10:10: load.request[1].weight",
+        "weight 0",
+    );
 }
 
 #[test]
 fn bad_url_path() {
-    assert_error("path = \"/api/v1/tasks\"", "path = \"api/v1/tasks\"", "11:8: load.request[1].path", "must start with `/`");
+    assert_error(
+        "path = \"/api/v1/tasks\"",
+        "path = \"api/v1/tasks\"",
+        "11:8: load.request[1].path",
+        "must start with `/`",
+    );
 }
 
 #[test]
 fn availability_over_100_percent() {
-    assert_error("availability = \"99%\"", "availability = \"101%\"", "17:1: slo.availability", "at most 100");
+    assert_error(
+        "availability = \"99%\"",
+        "availability = \"101%\"",
+        "17:1: slo.availability",
+        "at most 100",
+    );
 }
 
 #[test]
 fn fault_after_the_load_ends() {
-    assert_error("at = \"2s\"", "at = \"9s\"", "13:1: chaos[1].at", "not before the end of the load");
+    assert_error(
+        "at = \"2s\"",
+        "at = \"9s\"",
+        "13:1: chaos[1].at",
+        "not before the end of the load",
+    );
 }
 
 #[test]
 fn chaos_target_missing_from_this_stack() {
-    assert_error("target = \"api-2\"", "target = \"redis\"", "15:1: chaos[1].target", "no component `redis`");
+    assert_error(
+        "target = \"api-2\"",
+        "target = \"redis\"",
+        "15:1: chaos[1].target",
+        "no component `redis`",
+    );
 }
 
 #[test]
 fn unknown_fault_and_bad_toxicity() {
-    assert_error("fault = \"kill\"", "fault = \"explode\"", "14:1: chaos[1].fault", "unknown fault `explode`");
+    assert_error(
+        "fault = \"kill\"",
+        "fault = \"explode\"",
+        "14:1: chaos[1].fault",
+        "unknown fault `explode`",
+    );
     assert_error(
         "fault = \"kill\"",
         "fault = \"latency\"\nlatency = \"10ms\"\ntoxicity = 1.5",
@@ -115,10 +165,20 @@ fn unknown_fault_and_bad_toxicity() {
 
 #[test]
 fn unknown_stack_option() {
-    assert_error("instances = 2", "instances = 2\ndatabase = \"pg\"", "4:1: stack.database", "unknown field `database`");
+    assert_error(
+        "instances = 2",
+        "instances = 2\ndatabase = \"pg\"",
+        "4:1: stack.database",
+        "unknown field `database`",
+    );
 }
 
 #[test]
 fn closed_model_needs_connections() {
-    assert_error("model = \"open\"", "model = \"closed\"", "6:1: load.stage[1].connections", "needs `connections`");
+    assert_error(
+        "model = \"open\"",
+        "model = \"closed\"",
+        "6:1: load.stage[1].connections",
+        "needs `connections`",
+    );
 }

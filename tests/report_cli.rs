@@ -47,7 +47,7 @@ fn html_report_is_self_contained_with_every_chart() {
     assert_eq!(html.matches("</svg>").count(), 5);
     assert!(html.contains("kill api-2"));
     assert!(html.contains("latency redis 200ms"));
-    assert!(!html.contains("http://") || !html.contains("src=\"http"));
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
     assert!(!html.contains("<script"));
     assert!(!html.contains("<link"));
 }
@@ -105,4 +105,116 @@ fn slo_flags_rejudge_a_run() {
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8(bad.stderr).unwrap();
     assert!(err.contains("p95"), "{err}");
+}
+
+/// A real `slolab load --save` run against a tiny HTTP server in this test, then
+/// every format of `slolab report` on the saved file: measurements, no verdict.
+#[test]
+fn reports_a_real_load_run() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut writer = conn;
+                loop {
+                    // Read one request head (no bodies: GET only), answer, keep alive.
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let body = "ok";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Served-By: api-1\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if writer.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("load.json");
+    let st = slolab()
+        .args(["load", "-n", "200", "-c", "4", "--save"])
+        .arg(&saved)
+        .arg(format!("http://{addr}/"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+
+    let text = slolab().arg("report").arg(&saved).output().unwrap();
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("No SLO given"), "{text}");
+    assert!(text.contains("│ 200 "), "200 requests measured: {text}");
+
+    let md = slolab()
+        .args(["report", "--format", "md"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let md = String::from_utf8(md.stdout).unwrap();
+    assert!(
+        md.contains("### Measurements") && md.contains("| 200 |"),
+        "{md}"
+    );
+
+    let out = dir.path().join("load.html");
+    let st = slolab()
+        .args(["report", "--format", "html", "-o"])
+        .arg(&out)
+        .arg(&saved)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(html.matches("<svg").count(), 5);
+    assert!(!html.contains("<section id=\"objectives\">"));
+
+    // With objectives given on the command line, the same run gets a verdict.
+    let judged = slolab()
+        .args(["report", "--slo", "availability=99%", "--slo", "p99=10s"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    assert_eq!(judged.status.code(), Some(0));
+    assert!(String::from_utf8(judged.stdout)
+        .unwrap()
+        .contains("SLO met ✓ (2 objectives)"));
+}
+
+#[test]
+fn unreadable_results_are_a_tool_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    std::fs::write(&path, "{\"schema_version\": 1}").unwrap();
+    let out = slolab().arg("report").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("results.json"));
+    let missing = slolab()
+        .arg("report")
+        .arg(dir.path().join("nope.json"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
 }

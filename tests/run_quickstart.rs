@@ -41,12 +41,23 @@ fn quickstart_runs_end_to_end_and_exit_code_matches_the_verdict() {
     let stderr = String::from_utf8_lossy(&status.stderr);
     let dir = run_dir(out.path(), "quickstart");
     for f in ["results.json", "report.md", "report.html"] {
-        assert!(dir.join(f).is_file(), "{f} missing in {}: {stderr}", dir.display());
+        assert!(
+            dir.join(f).is_file(),
+            "{f} missing in {}: {stderr}",
+            dir.display()
+        );
     }
-    assert!(dir.join("stack/logs").is_dir(), "stack logs kept with the run");
+    assert!(
+        dir.join("stack/logs").is_dir(),
+        "stack logs kept with the run"
+    );
     let exp = experiment(&dir);
     let met = exp["slo"]["met"].as_bool().expect("an SLO verdict");
-    assert_eq!(status.status.code(), Some(if met { 0 } else { 3 }), "{stdout}\n{stderr}");
+    assert_eq!(
+        status.status.code(),
+        Some(if met { 0 } else { 3 }),
+        "{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("SLO"), "terminal report printed: {stdout}");
 
     // The kill happened, on the load's clock, and the profile and stages are there.
@@ -110,7 +121,10 @@ fn ctrl_c_stops_everything_and_still_writes_what_was_measured() {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "exited early: {seen}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited early: {seen}"
+        );
         seen.push_str(&line);
         if line.contains("stack up at") {
             break;

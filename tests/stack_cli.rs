@@ -140,6 +140,18 @@ async fn postgres_redis_stack_comes_up_serves_and_leaves_no_process() {
         .find(|c| c.name == "postgres")
         .unwrap();
     assert_eq!(pg.port, port_before);
+    // Every instance's /readyz pings the database through its proxy (a cached
+    // task list alone would not prove the reconnection).
+    let started = Instant::now();
+    while !registry
+        .status()
+        .await
+        .iter()
+        .all(|c| c.health == "healthy")
+    {
+        assert!(started.elapsed() < PATIENCE, "instances never reconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let url = stack.url().to_string();
     tokio::task::spawn_blocking(move || {
         wait_until(

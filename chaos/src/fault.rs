@@ -99,6 +99,27 @@ impl FaultParams {
     }
 }
 
+impl std::fmt::Display for FaultParams {
+    /// `latency=200ms jitter=20ms`, or `-` when none is set: for tables.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        let parts: Vec<String> = value
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        if parts.is_empty() {
+            f.write_str("-")
+        } else {
+            f.write_str(&parts.join(" "))
+        }
+    }
+}
+
 /// A validated fault.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {

@@ -280,16 +280,6 @@ impl fmt::Display for Plan {
         )?;
         for p in &self.faults {
             let r = &p.request;
-            let params = serde_json::to_value(&r.params).expect("params serialise");
-            let params: Vec<String> = params
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}={s}"),
-                    other => format!("{k}={other}"),
-                })
-                .collect();
             writeln!(
                 f,
                 "{:>10}  {:>9}  {:<11}  {:<10}  {}",
@@ -297,11 +287,7 @@ impl fmt::Display for Plan {
                 r.duration.map(millis).unwrap_or_else(|| "-".into()),
                 r.fault,
                 r.target,
-                if params.is_empty() {
-                    "-".into()
-                } else {
-                    params.join(" ")
-                }
+                r.params
             )?;
         }
         Ok(())

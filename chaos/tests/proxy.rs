@@ -2,41 +2,17 @@
 //! live connections, and the seeded toxicity draw. Raw TCP clients, so each
 //! failure shows as the exact socket error a client library would classify.
 
+mod support;
+
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chaos::{Direction, FaultProxy, ProxyOptions, Toxic};
+use support::echo_server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
-
-/// An echo server on port 0 that closes its side when the client closes.
-async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 async fn proxy_to(upstream: SocketAddr) -> FaultProxy {
     FaultProxy::start_with(

@@ -2,12 +2,12 @@
 //! call, responses parsed with `httparse` out of one reused buffer per connection,
 //! bodies (content-length, chunked or close-delimited) read fully and counted, not kept.
 
-use std::io;
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
 
 use crate::outcome::Outcome;
 
@@ -94,26 +94,58 @@ pub(crate) struct Wanted<'a> {
 }
 
 /// Connects to the first address that accepts, with TCP_NODELAY.
-pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Failure> {
+pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<AsyncFd<TcpStream>, Failure> {
     let mut last = Failure::Other(io::Error::new(
         io::ErrorKind::AddrNotAvailable,
         "no address to connect to",
     ));
     for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                s.set_nodelay(true).map_err(Failure::Other)?;
-                return Ok(s);
-            }
+        match connect_one(addr).await {
+            Ok(s) => return Ok(s),
             Err(e) => last = Failure::from_io(e, true),
         }
     }
     Err(last)
 }
 
+/// A non-blocking connect registered once with the reactor (a tokio `TcpStream`
+/// would be registered, then deregistered again to become an `AsyncFd`).
+async fn connect_one(addr: &SocketAddr) -> io::Result<AsyncFd<TcpStream>> {
+    let socket = Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.set_nodelay(true)?;
+    match socket.connect(&SockAddr::from(*addr)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: a std `TcpStream` owns its descriptor until it is dropped, and
+    // the `AsyncFd` owns the stream, so the descriptor stays open and the same.
+    let fd = unsafe { AsyncFd::register(TcpStream::from(socket)) }?;
+    // Writable means the handshake ended; SO_ERROR says how. (A connected
+    // socket stays writable, so the readiness is left as it is.)
+    let _handshake = fd.writable().await?;
+    if let Some(e) = fd.get_ref().take_error()? {
+        return Err(e);
+    }
+    drop(_handshake);
+    Ok(fd)
+}
+
 /// One keep-alive connection and its read buffer.
+///
+/// The socket is driven through `AsyncFd` rather than tokio's `TcpStream` so a
+/// short read can clear read readiness: tokio keeps a socket marked readable
+/// after any successful read, so the read after the next request would hit the
+/// kernel and come back `EAGAIN` before waiting on epoll (one wasted syscall per
+/// request). A short read means the receive queue was drained, and with
+/// edge-triggered epoll the next arrival raises a fresh readiness event.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: AsyncFd<TcpStream>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -122,7 +154,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: AsyncFd<TcpStream>) -> Self {
         Self {
             stream,
             buf: vec![0; BUF_SIZE],
@@ -142,8 +174,7 @@ impl Conn {
         // No pipelining: anything left over from the previous response is junk.
         self.start = 0;
         self.end = 0;
-        self.stream
-            .write_all(request)
+        self.write_all(request)
             .await
             .map_err(|e| Failure::from_io(e, true))?;
         let written = Instant::now();
@@ -163,6 +194,30 @@ impl Conn {
         ))
     }
 
+    /// Writes straight away (the send buffer almost always has room) and waits
+    /// for write readiness only after `EAGAIN`.
+    async fn write_all(&self, mut request: &[u8]) -> io::Result<()> {
+        while !request.is_empty() {
+            let n = match self.stream.get_ref().write(request) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut guard = self.stream.writable().await?;
+                    match guard.try_io(|s| s.get_ref().write(request)) {
+                        Ok(r) => r?,
+                        Err(_would_block) => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            request = &request[n..];
+        }
+        Ok(())
+    }
+
     /// Reads more bytes into the buffer; `Ok(0)` is EOF.
     async fn fill(&mut self, first_byte: &mut Option<Instant>) -> Result<usize, Failure> {
         if self.start == self.end {
@@ -180,11 +235,27 @@ impl Conn {
             }
         }
         let before = first_byte.is_none();
-        let n = self
-            .stream
-            .read(&mut self.buf[self.end..])
-            .await
-            .map_err(|e| Failure::from_io(e, before))?;
+        let n = loop {
+            let mut guard = self
+                .stream
+                .readable()
+                .await
+                .map_err(|e| Failure::from_io(e, before))?;
+            let dst = &mut self.buf[self.end..];
+            match guard.get_inner().read(dst) {
+                Ok(n) => {
+                    // Short: the receive queue is empty now (see `Conn`). The
+                    // guard's tick keeps an event that raced in from being lost.
+                    if n > 0 && n < dst.len() {
+                        guard.clear_ready();
+                    }
+                    break n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Failure::from_io(e, before)),
+            }
+        };
         if n > 0 && before {
             *first_byte = Some(Instant::now());
         }

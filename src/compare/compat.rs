@@ -23,8 +23,10 @@ fn shape(r: &Results) -> Vec<(&'static str, String)> {
         .collect::<Vec<_>>()
         .join(", ");
     let h = &r.run.host;
+    let (profile_name, profile_settings) = profile(r);
     vec![
-        ("profile", profile(r).unwrap_or_else(|| "(none)".into())),
+        ("profile", profile_name),
+        ("profile settings", profile_settings),
         ("load model", json(&p.model)),
         ("stop condition", json(&p.stop)),
         ("connections", p.connections.to_string()),
@@ -53,21 +55,26 @@ pub fn url_path(url: &str) -> &str {
     rest.find(['/', '?']).map_or("/", |i| &rest[i..])
 }
 
-/// The profile name the experiment runner records, if any.
-fn profile(r: &Results) -> Option<String> {
-    let v = r
-        .extra
-        .get("profile")
-        .or_else(|| r.extra.get("experiment").and_then(|e| e.get("profile")))?;
-    Some(match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Object(o) => o
-            .get("name")
+/// The experiment's profile: its name, and its parsed settings (compared
+/// whole: the same name with other stages is another experiment).
+fn profile(r: &Results) -> (String, String) {
+    let e = r.extra.get("experiment");
+    let field = |k: &str| e.and_then(|e| e.get(k));
+    (
+        field("name")
             .and_then(|n| n.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string()),
-        other => other.to_string(),
-    })
+            .unwrap_or("(none)")
+            .to_string(),
+        field("profile").map_or("(none)".into(), |p| p.to_string()),
+    )
+}
+
+/// Long values (a whole profile) are cut for the message.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// Every difference between the first base run and each other run, one line
@@ -83,8 +90,10 @@ pub fn differences(base: &[RunInput], head: &[RunInput]) -> Vec<String> {
             for ((what, a), (_, b)) in want.iter().zip(shape(&run.results)) {
                 if *a != b {
                     out.push(format!(
-                        "{what}: {a} (base {}) vs {b} ({side} {})",
+                        "{what}: {} (base {}) vs {} ({side} {})",
+                        shorten(a),
                         reference.path.display(),
+                        shorten(&b),
                         run.path.display()
                     ));
                 }
@@ -96,7 +105,36 @@ pub fn differences(base: &[RunInput], head: &[RunInput]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::url_path;
+    use super::*;
+    use crate::compare::fixture::{input, service};
+
+    #[test]
+    fn differences_name_the_field_both_values_and_both_files() {
+        let base = service(1, 2, 10, 1000.0, 0, 0);
+        let mut same_elsewhere = service(2, 2, 10, 1000.0, 0, 0);
+        same_elsewhere.plan.requests[0].url = "http://127.0.0.1:9/tasks".into();
+        assert!(differences(
+            &[input("a.json", base.clone())],
+            &[input("b.json", same_elsewhere)]
+        )
+        .is_empty());
+
+        let mut other = service(2, 2, 10, 1000.0, 0, 0);
+        other.plan.connections = 50;
+        other.run.host.hostname = "laptop".into();
+        other.extra.insert(
+            "experiment".into(),
+            serde_json::json!({ "name": "spike", "profile": {} }),
+        );
+        let d = differences(&[input("a.json", base)], &[input("b.json", other)]);
+        assert_eq!(d.len(), 4, "{d:#?}");
+        assert_eq!(d[0], "profile: (none) (base a.json) vs spike (head b.json)");
+        assert!(
+            d.contains(&"connections: 10 (base a.json) vs 50 (head b.json)".to_string()),
+            "{d:#?}"
+        );
+        assert!(d.iter().any(|l| l.starts_with("hostname: ci")), "{d:#?}");
+    }
 
     #[test]
     fn url_path_drops_scheme_host_and_port() {

@@ -213,18 +213,29 @@ fn decode_run(input: &RunInput) -> anyhow::Result<RawRun> {
     })
 }
 
-/// `experiment.time_to_recover_s` as the experiment runner writes it: a number,
-/// or one per fault (an array of numbers or of objects carrying the field), of
-/// which the slowest recovery counts. Absent or null: no metric.
+/// The slowest recovery among the run's faults, from the experiment runner's
+/// SLO analysis (`experiment.slo.faults[].time_to_recover_s`). A fault that did
+/// not recover before the run ended counts as the rest of the run, a lower bound.
+/// No faults, or no analysis: no metric.
 pub fn time_to_recover(r: &Results) -> Option<f64> {
-    let v = r.extra.get("experiment")?.get("time_to_recover_s")?;
-    fn number(v: &serde_json::Value) -> Option<f64> {
-        match v {
-            serde_json::Value::Number(n) => n.as_f64(),
-            serde_json::Value::Object(o) => o.get("time_to_recover_s").and_then(number),
-            serde_json::Value::Array(a) => a.iter().filter_map(number).reduce(f64::max),
-            _ => None,
-        }
-    }
-    number(v).filter(|t| t.is_finite())
+    let faults = r
+        .extra
+        .get("experiment")?
+        .get("slo")?
+        .get("faults")?
+        .as_array()?;
+    faults
+        .iter()
+        .map(|f| {
+            f.get("time_to_recover_s")
+                .and_then(|t| t.as_f64())
+                .or_else(|| {
+                    let start = f.get("start_s")?.as_f64()?;
+                    Some((r.run.duration_s - start).max(0.0))
+                })
+        })
+        .collect::<Option<Vec<f64>>>()?
+        .into_iter()
+        .reduce(f64::max)
+        .filter(|t| t.is_finite())
 }

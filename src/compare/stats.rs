@@ -633,9 +633,13 @@ mod tests {
     fn time_to_recover_needs_two_runs_per_side() {
         let with_ttr = |seed, t: f64| {
             let mut r = service(seed, 10, 100, 2000.0, 0, 0);
+            let faults = [
+                serde_json::json!({ "start_s": 2.0, "time_to_recover_s": t / 2.0 }),
+                serde_json::json!({ "start_s": 5.0, "time_to_recover_s": t }),
+            ];
             r.extra.insert(
                 "experiment".into(),
-                serde_json::json!({ "time_to_recover_s": t }),
+                serde_json::json!({ "slo": { "faults": faults } }),
             );
             r
         };

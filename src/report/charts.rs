@@ -288,7 +288,14 @@ pub fn throughput_over_time(report: &Report) -> Result<String, String> {
     if timeline.is_empty() {
         return empty(TITLE, "the timeline is empty");
     }
-    let mut names: Vec<&String> = report.results.totals.outcomes.keys().collect();
+    let mut names: Vec<&String> = report
+        .results
+        .totals
+        .outcomes
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, _)| name)
+        .collect();
     names.sort();
     let rate = |n: u64, d: f64| if d > 0.0 { n as f64 / d } else { 0.0 };
     let (mut ok, mut failed): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
@@ -348,11 +355,13 @@ pub fn throughput_over_time(report: &Report) -> Result<String, String> {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
-        chart
-            .configure_secondary_axes()
-            .y_desc("errors/s")
-            .draw()
-            .map_err(err)?;
+        if !failed.is_empty() {
+            chart
+                .configure_secondary_axes()
+                .y_desc("errors/s")
+                .draw()
+                .map_err(err)?;
+        }
         let (_, y) = chart.plotting_area().get_pixel_range();
         draw_context(root, report, |x| chart.backend_coord(&(x, 0.0)).0, y)?;
         if offered.iter().any(|p| p.1 > 0.0) {

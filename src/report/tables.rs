@@ -232,7 +232,8 @@ pub fn sections(report: &Report) -> Vec<Section> {
             &["Outcome", "Count", "Share"],
         );
         let total = t.requests.max(1) as f64;
-        let mut rows: Vec<_> = t.outcomes.iter().collect();
+        // Outcomes that never happened are noise in a table.
+        let mut rows: Vec<_> = t.outcomes.iter().filter(|(_, n)| **n > 0).collect();
         rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (name, n) in rows {
             s.rows.push(vec![

@@ -180,9 +180,13 @@ async fn measure(
     let bar = ProgressBar::start(plan, progress_rx);
     let chaos_t0 = chrono::Utc::now();
     target.start_chaos()?;
-    let results = loadgen::run(plan.load.clone(), interrupt.clone().wait(), Some(progress_tx))
-        .await
-        .context("measured load");
+    let results = loadgen::run(
+        plan.load.clone(),
+        interrupt.clone().wait(),
+        Some(progress_tx),
+    )
+    .await
+    .context("measured load");
     bar.finish().await;
     Ok((results?, chaos_t0))
 }
@@ -301,19 +305,16 @@ impl ProgressBar {
             None => indicatif::ProgressBar::new_spinner(),
         };
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {msg}",
-        ) {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(250));
         let task = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 let p = rx.borrow_and_update().clone();
-                let stage = stage_names
-                    .get(p.stage)
-                    .map(String::as_str)
-                    .unwrap_or("-");
+                let stage = stage_names.get(p.stage).map(String::as_str).unwrap_or("-");
                 bar.set_position(p.elapsed.as_secs());
                 bar.set_message(format!(
                     "{stage} | {:.0} req/s | p99 {:.1} ms | {} errors | {} requests",

@@ -560,7 +560,9 @@ impl Profile {
                 "target"
             } else if reason.contains("fault `") {
                 "fault"
-            } else if ["toxicity", "probability", "latency", "jitter", "every"].contains(&first_word) {
+            } else if ["toxicity", "probability", "latency", "jitter", "every"]
+                .contains(&first_word)
+            {
                 first_word
             } else {
                 ""

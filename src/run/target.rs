@@ -80,7 +80,11 @@ impl RunningTarget {
             .await
             .map_err(|_| anyhow::anyhow!("the stack did not come up within {START_TIMEOUT:?}"))?
             .context("starting the stack")?;
-        eprintln!("slolab run: stack up at {} (logs in {})", stack.url(), stack.log_dir().display());
+        eprintln!(
+            "slolab run: stack up at {} (logs in {})",
+            stack.url(),
+            stack.log_dir().display()
+        );
         Ok(Self::Stack(Box::new(StackRun {
             stack,
             spec,

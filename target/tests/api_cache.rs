@@ -89,9 +89,7 @@ async fn reads_hit_and_every_write_invalidates() {
     );
     assert_eq!(hit.body["data"], fresh.body["data"]);
 
-    let del = h
-        .call(Method::DELETE, &uri, None, Some(&h.admin_token))
-        .await;
+    let del = h.admin_delete(&uri).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     assert_eq!(h.get(&uri).await.status, StatusCode::NOT_FOUND);
 

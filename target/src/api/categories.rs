@@ -5,19 +5,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::envelope::{self, wrap_value};
+use super::envelope;
 use super::input::{self, Fields, Id, JsonObject, Principal, QueryParams};
-use super::{created_response, ApiError, AppState};
-use crate::store::{CategoryChanges, NewCategory, StoreError, StoredResponse};
+use super::{created_body, created_response, ApiError, AppState};
+use crate::store::{CategoryChanges, NewCategory};
 
 const CATEGORY_FIELDS: &[&str] = &["name", "description"];
-
-fn not_found(id: i64) -> impl Fn(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::NotFound => ApiError::NotFound(format!("category {id}")),
-        other => other.into(),
-    }
-}
 
 #[utoipa::path(get, path = "/api/v1/categories", tag = "categories",
     params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query)),
@@ -26,15 +19,9 @@ pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut p = QueryParams::parse(raw.as_deref());
-    let (page, per_page) = p.take_page();
-    p.finish()?;
+    let (page, per_page) = QueryParams::page_only(raw.as_deref())?;
     let found = state.0.store.list_categories(page, per_page).await?;
-    let paging = Some((page, per_page, found.total));
-    Ok(envelope::json(
-        StatusCode::OK,
-        wrap_value(&found.items, paging),
-    ))
+    Ok(envelope::page(&found, page, per_page))
 }
 
 #[utoipa::path(get, path = "/api/v1/categories/{id}", tag = "categories", params(("id" = i64, Path)),
@@ -45,8 +32,8 @@ pub async fn get(State(state): State<AppState>, Id(id): Id) -> Result<Response, 
         .store
         .get_category(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("category {id}")))?;
-    Ok(envelope::json(StatusCode::OK, wrap_value(&category, None)))
+        .ok_or_else(|| ApiError::missing("category", id))?;
+    Ok(envelope::one(&category))
 }
 
 #[utoipa::path(post, path = "/api/v1/categories", tag = "categories",
@@ -71,10 +58,7 @@ pub async fn create(
     let created = state
         .0
         .store
-        .create_category(&new, key.as_ref(), |category| StoredResponse {
-            status: StatusCode::CREATED.as_u16(),
-            body: wrap_value(category, None),
-        })
+        .create_category(&new, key.as_ref(), created_body)
         .await?;
     Ok(created_response(created))
 }
@@ -85,9 +69,9 @@ async fn update(state: &AppState, id: i64, changes: CategoryChanges) -> Result<R
         .store
         .update_category(id, &changes)
         .await
-        .map_err(not_found(id))?
-        .ok_or_else(|| ApiError::NotFound(format!("category {id}")))?;
-    Ok(envelope::json(StatusCode::OK, wrap_value(&category, None)))
+        .map_err(ApiError::from_store("category", id))?
+        .ok_or_else(|| ApiError::missing("category", id))?;
+    Ok(envelope::one(&category))
 }
 
 #[utoipa::path(put, path = "/api/v1/categories/{id}", tag = "categories", params(("id" = i64, Path)),
@@ -143,6 +127,6 @@ pub async fn delete(
         .store
         .delete_category(id)
         .await
-        .map_err(not_found(id))?;
+        .map_err(ApiError::from_store("category", id))?;
     Ok(StatusCode::NO_CONTENT)
 }

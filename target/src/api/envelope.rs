@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::cache::Lookup;
+use crate::store::Page;
 
 /// The API version reported in every `meta`.
 pub const API_VERSION: &str = "v1";
@@ -63,6 +64,19 @@ pub fn json(status: StatusCode, body: String) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `200` with one resource in the envelope.
+pub fn one<T: Serialize>(data: &T) -> Response {
+    json(StatusCode::OK, wrap_value(data, None))
+}
+
+/// `200` with a page of resources and its position in `meta`.
+pub fn page<T: Serialize>(found: &Page<T>, page: u32, per_page: u32) -> Response {
+    json(
+        StatusCode::OK,
+        wrap_value(&found.items, Some((page, per_page, found.total))),
+    )
 }
 
 /// A JSON response carrying `X-Cache` for a cache-aside read.

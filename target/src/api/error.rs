@@ -101,6 +101,21 @@ struct ErrorObject<'a> {
 }
 
 impl ApiError {
+    /// The 404 for a resource id that does not exist, worded `"user 7"`.
+    pub fn missing(resource: &str, id: i64) -> ApiError {
+        ApiError::NotFound(format!("{resource} {id}"))
+    }
+
+    /// Maps a store error about resource `id`: the store's `NotFound` names
+    /// the resource (see [`ApiError::missing`]); every other error keeps the
+    /// usual mapping (409, 422, 503, ...).
+    pub fn from_store(resource: &'static str, id: i64) -> impl Fn(StoreError) -> ApiError {
+        move |e| match e {
+            StoreError::NotFound => ApiError::missing(resource, id),
+            other => other.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,

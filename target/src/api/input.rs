@@ -300,6 +300,14 @@ impl QueryParams {
         (page, per_page)
     }
 
+    /// The query of a list that takes nothing but `page` and `per_page`.
+    pub fn page_only(raw: Option<&str>) -> Result<(u32, u32), ApiError> {
+        let mut p = QueryParams::parse(raw);
+        let paging = p.take_page();
+        p.finish()?;
+        Ok(paging)
+    }
+
     pub fn finish(mut self) -> Result<(), ApiError> {
         for (k, _) in self.pairs.drain(..) {
             if !self.errors.iter().any(|e| e.field == k) {

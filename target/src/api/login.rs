@@ -2,13 +2,12 @@
 //! issues the HS256 token that writes (and the gateway) require.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::envelope::{self, wrap_value};
+use super::envelope;
 use super::input::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::auth::Role;
@@ -65,5 +64,5 @@ pub async fn login(State(state): State<AppState>, body: JsonObject) -> Result<Re
         user_id: credentials.user_id,
         role: credentials.role,
     };
-    Ok(envelope::json(StatusCode::OK, wrap_value(&session, None)))
+    Ok(envelope::one(&session))
 }

@@ -33,7 +33,7 @@ pub use openapi::ApiDoc;
 use crate::auth::JwtKey;
 use crate::cache::Cache;
 pub use crate::store::DbConfig;
-use crate::store::{Created, Store, StoreOptions};
+use crate::store::{Created, Store, StoreOptions, StoredResponse};
 use metrics::Metrics;
 
 /// Everything one API instance needs; build with `ApiConfig::new` and adjust.
@@ -191,6 +191,14 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(catch_panic))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// What a create stores under its idempotency key: 201 with the new row.
+fn created_body<T: serde::Serialize>(row: &T) -> StoredResponse {
+    StoredResponse {
+        status: StatusCode::CREATED.as_u16(),
+        body: envelope::wrap_value(row, None),
+    }
 }
 
 /// 201 with the new row, or the stored first response of a retried create.

@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use utoipa::OpenApi as _;
 
-use super::envelope::{self, wrap_value};
+use super::envelope;
 use super::{ApiDoc, ApiError, AppState};
 
 /// The process is up and serving HTTP.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let body = json!({"status": "ok", "instance": state.0.name});
-    envelope::json(StatusCode::OK, wrap_value(&body, None))
+    envelope::one(&body)
 }
 
 /// Ready when the database answers; the gateway health-checks this.
@@ -23,7 +23,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
     state.0.store.ping().await?;
     let body = json!({"status": "ready", "instance": state.0.name,
         "db": state.0.store.backend(), "cache": state.0.cache.is_enabled()});
-    Ok(envelope::json(StatusCode::OK, wrap_value(&body, None)))
+    Ok(envelope::one(&body))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

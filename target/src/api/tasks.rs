@@ -7,13 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value};
 
-use super::envelope::{self, cached_json, wrap, wrap_value};
+use super::envelope::{self, cached_json, wrap};
 use super::input::{self, Fields, Id, JsonObject, Principal, QueryParams};
-use super::{created_response, ApiError, AppState};
+use super::{created_body, created_response, ApiError, AppState};
 use crate::cache::Lookup;
-use crate::store::{
-    NewTask, SortField, SortKey, StoredResponse, TaskChanges, TaskQuery, TaskStatus,
-};
+use crate::store::{NewTask, SortField, SortKey, TaskChanges, TaskQuery, TaskStatus};
 
 const TASK_FIELDS: &[&str] = &[
     "title",
@@ -141,7 +139,7 @@ async fn serve_list(
     }
     if let Some(user) = user_must_exist {
         if state.0.store.get_user(user).await?.is_none() {
-            return Err(ApiError::NotFound(format!("user {user}")));
+            return Err(ApiError::missing("user", user));
         }
     }
     let page = state.0.store.list_tasks(&query).await?;
@@ -200,7 +198,7 @@ pub async fn get(State(state): State<AppState>, Id(id): Id) -> Result<Response, 
         .store
         .get_task(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("task {id}")))?;
+        .ok_or_else(|| ApiError::missing("task", id))?;
     let json = serde_json::to_string(&task).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Lookup::Miss { generation } = lookup {
         let cache = state.0.cache.clone();
@@ -226,10 +224,7 @@ pub async fn create(
     let created = state
         .0
         .store
-        .create_task(&new, key.as_ref(), |task| StoredResponse {
-            status: StatusCode::CREATED.as_u16(),
-            body: wrap_value(task, None),
-        })
+        .create_task(&new, key.as_ref(), created_body)
         .await?;
     state.0.cache.invalidate().await;
     Ok(created_response(created))
@@ -241,9 +236,9 @@ async fn update(state: &AppState, id: i64, changes: TaskChanges) -> Result<Respo
         .store
         .update_task(id, &changes)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("task {id}")))?;
+        .ok_or_else(|| ApiError::missing("task", id))?;
     state.0.cache.invalidate().await;
-    Ok(envelope::json(StatusCode::OK, wrap_value(&task, None)))
+    Ok(envelope::one(&task))
 }
 
 #[utoipa::path(put, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = i64, Path)),
@@ -295,10 +290,7 @@ pub async fn delete(
     if result.is_ok() {
         state.0.cache.invalidate().await;
     }
-    result.map_err(|e| match e {
-        crate::store::StoreError::NotFound => ApiError::NotFound(format!("task {id}")),
-        other => other.into(),
-    })?;
+    result.map_err(ApiError::from_store("task", id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

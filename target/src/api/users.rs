@@ -6,11 +6,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Map, Value};
 
-use super::envelope::{self, wrap_value};
+use super::envelope;
 use super::input::{self, Fields, Id, JsonObject, Principal, QueryParams};
-use super::{created_response, ApiError, AppState};
+use super::{created_body, created_response, ApiError, AppState};
 use crate::auth::Role;
-use crate::store::{NewUser, StoreError, StoredResponse, UserChanges};
+use crate::store::{NewUser, UserChanges};
 
 const USER_FIELDS: &[&str] = &["username", "password", "role"];
 
@@ -28,13 +28,6 @@ fn may_change(principal: &Principal, id: i64, role: Option<Role>) -> Result<(), 
     Ok(())
 }
 
-fn not_found(id: i64) -> impl Fn(StoreError) -> ApiError {
-    move |e| match e {
-        StoreError::NotFound => ApiError::NotFound(format!("user {id}")),
-        other => other.into(),
-    }
-}
-
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     params(("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query)),
     responses((status = 200, body = super::openapi::UserList)))]
@@ -42,15 +35,9 @@ pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut p = QueryParams::parse(raw.as_deref());
-    let (page, per_page) = p.take_page();
-    p.finish()?;
+    let (page, per_page) = QueryParams::page_only(raw.as_deref())?;
     let users = state.0.store.list_users(page, per_page).await?;
-    let paging = Some((page, per_page, users.total));
-    Ok(envelope::json(
-        StatusCode::OK,
-        wrap_value(&users.items, paging),
-    ))
+    Ok(envelope::page(&users, page, per_page))
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
@@ -61,8 +48,8 @@ pub async fn get(State(state): State<AppState>, Id(id): Id) -> Result<Response, 
         .store
         .get_user(id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
-    Ok(envelope::json(StatusCode::OK, wrap_value(&user, None)))
+        .ok_or_else(|| ApiError::missing("user", id))?;
+    Ok(envelope::one(&user))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users",
@@ -85,10 +72,7 @@ pub async fn create(
     let created = state
         .0
         .store
-        .create_user(&new, key.as_ref(), |user| StoredResponse {
-            status: StatusCode::CREATED.as_u16(),
-            body: wrap_value(user, None),
-        })
+        .create_user(&new, key.as_ref(), created_body)
         .await?;
     Ok(created_response(created))
 }
@@ -121,9 +105,9 @@ async fn update(
         .store
         .update_user(id, &changes)
         .await
-        .map_err(not_found(id))?
-        .ok_or_else(|| ApiError::NotFound(format!("user {id}")))?;
-    Ok(envelope::json(StatusCode::OK, wrap_value(&user, None)))
+        .map_err(ApiError::from_store("user", id))?
+        .ok_or_else(|| ApiError::missing("user", id))?;
+    Ok(envelope::one(&user))
 }
 
 #[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
@@ -183,7 +167,12 @@ pub async fn delete(
             "deleting users needs the admin role".into(),
         ));
     }
-    state.0.store.delete_user(id).await.map_err(not_found(id))?;
+    state
+        .0
+        .store
+        .delete_user(id)
+        .await
+        .map_err(ApiError::from_store("user", id))?;
     // A cached (empty) /users/{id}/tasks must not outlive the user.
     state.0.cache.invalidate().await;
     Ok(StatusCode::NO_CONTENT)

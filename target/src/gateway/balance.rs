@@ -184,6 +184,7 @@ mod tests {
                         addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
                     },
                     &BreakerConfig::default(),
+                    &super::super::config::PoolConfig::default(),
                 ))
             })
             .collect()

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
+use http::header::{HeaderValue, HOST};
+use http::uri::PathAndQuery;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use tokio::task::JoinSet;
@@ -14,7 +15,8 @@ use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use super::config::HealthCheck;
-use super::proxy::{Gateway, UpstreamClient};
+use super::pool::Pool;
+use super::proxy::Gateway;
 
 pub(crate) fn spawn(gateway: &Arc<Gateway>, config: &HealthCheck) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
@@ -36,11 +38,9 @@ pub(crate) fn spawn(gateway: &Arc<Gateway>, config: &HealthCheck) -> JoinSet<()>
 
 async fn watch(gateway: Arc<Gateway>, index: usize, path: PathAndQuery, config: HealthCheck) {
     let upstream = &gateway.upstreams[index];
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(upstream.authority.clone());
-    parts.path_and_query = Some(path);
-    let uri = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+    let uri = Uri::from(path);
+    let host = HeaderValue::from_str(upstream.authority.as_str())
+        .expect("an authority is a valid header value");
 
     let mut ticker = tokio::time::interval(config.interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -48,7 +48,7 @@ async fn watch(gateway: Arc<Gateway>, index: usize, path: PathAndQuery, config: 
     let mut seen_healthy = upstream.is_healthy();
     loop {
         ticker.tick().await;
-        let ok = probe(&gateway.client, uri.clone(), config.timeout).await;
+        let ok = probe(&upstream.pool, &uri, &host, config.timeout).await;
         let healthy = upstream.is_healthy();
         if seen_healthy && !healthy {
             // Ejected by live traffic since the last check: it has to earn
@@ -74,13 +74,15 @@ async fn watch(gateway: Arc<Gateway>, index: usize, path: PathAndQuery, config: 
 
 /// A check passes on any 2xx within the timeout (body included, so the
 /// connection goes back to the pool clean).
-async fn probe(client: &UpstreamClient, uri: Uri, timeout: Duration) -> bool {
+async fn probe(pool: &Pool, uri: &Uri, host: &HeaderValue, timeout: Duration) -> bool {
     let mut req = Request::new(Full::new(Bytes::new()));
-    *req.uri_mut() = uri;
+    *req.uri_mut() = uri.clone();
+    req.headers_mut().insert(HOST, host.clone());
     let check = async {
-        let response = client.request(req).await.ok()?;
+        let (response, sender) = pool.send(req).await.ok()?;
         let ok = response.status().is_success();
         response.into_body().collect().await.ok()?;
+        pool.put(sender);
         Some(ok)
     };
     matches!(tokio::time::timeout(timeout, check).await, Ok(Some(true)))

@@ -1,5 +1,5 @@
 //! The gateway: our own reverse proxy and load balancer in front of the API
-//! instances (hyper 1 server, hyper-util pooled HTTP/1.1 client), with health
+//! instances (hyper 1 server, our own pooled HTTP/1.1 client), with health
 //! checks, retries within a budget, breakers, rate limiting and JWT at the edge.
 //!
 //! Routes: `/gateway/metrics` (Prometheus text) and `/gateway/healthz` are the
@@ -16,6 +16,7 @@ mod config;
 mod health;
 mod metrics;
 mod nginx;
+mod pool;
 mod proxy;
 mod ratelimit;
 mod upstream;

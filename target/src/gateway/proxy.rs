@@ -12,13 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -27,12 +23,11 @@ use super::balance::{Picker, Tried};
 use super::budget::RetryBudget;
 use super::config::{GatewayConfig, RetryPolicy};
 use super::metrics::{LocalReason, Metrics};
+use super::pool::{PoolError, Sender};
 use super::ratelimit::{Decision, RateLimiter};
 use super::upstream::{duration_ms, InFlight, UpstreamState};
 use super::GatewayError;
 use crate::auth::{AuthError, JwtKey};
-
-pub(crate) type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -63,7 +58,9 @@ pub struct GatewayBody(BodyKind);
 enum BodyKind {
     Upstream {
         body: Incoming,
-        _in_flight: InFlight,
+        in_flight: InFlight,
+        /// The connection, handed back to its pool once the body is read.
+        sender: Option<Sender>,
     },
     Local(Full<Bytes>),
 }
@@ -83,7 +80,24 @@ impl Body for GatewayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().0 {
-            BodyKind::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            BodyKind::Upstream {
+                body,
+                in_flight,
+                sender,
+            } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                let done = match &frame {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    _ => false,
+                };
+                if done {
+                    if let Some(sender) = sender.take() {
+                        in_flight.upstream().pool.put(sender);
+                    }
+                }
+                frame
+            }
             BodyKind::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -111,8 +125,8 @@ const BUFFERED_RESPONSE_BYTES: u64 = 64 * 1024;
 /// Why a try's exchange failed.
 #[derive(Debug, thiserror::Error)]
 enum TryError {
-    #[error("sending the request: {0}")]
-    Send(#[source] hyper_util::client::legacy::Error),
+    #[error(transparent)]
+    Send(PoolError),
     #[error("reading the response body: {0}")]
     Body(#[source] hyper::Error),
 }
@@ -132,7 +146,6 @@ enum Failure {
 pub(crate) struct Gateway {
     pub upstreams: Box<[Arc<UpstreamState>]>,
     picker: Picker,
-    pub client: UpstreamClient,
     attempts: u32,
     per_try_timeout: Duration,
     overall_timeout: Duration,
@@ -153,7 +166,7 @@ impl Gateway {
         let upstreams: Box<[Arc<UpstreamState>]> = config
             .upstreams
             .iter()
-            .map(|u| Arc::new(UpstreamState::new(u, &config.breaker)))
+            .map(|u| Arc::new(UpstreamState::new(u, &config.breaker, &config.pool)))
             .collect();
         let limiter = match &config.rate_limit {
             Some(rl) => {
@@ -176,7 +189,6 @@ impl Gateway {
         Ok(Self {
             picker: Picker::new(&config.balance, &upstreams),
             upstreams,
-            client: build_client(config),
             attempts: attempts.max(1),
             per_try_timeout,
             overall_timeout,
@@ -192,7 +204,12 @@ impl Gateway {
 
     /// Milliseconds on the gateway's clock (tokio's, so tests can pause it).
     pub fn now_ms(&self) -> u64 {
-        duration_ms(self.epoch.elapsed())
+        self.ms_at(Instant::now())
+    }
+
+    /// `now_ms` for an instant already read (each read is a clock call).
+    fn ms_at(&self, at: Instant) -> u64 {
+        duration_ms(at.saturating_duration_since(self.epoch))
     }
 
     pub async fn handle(
@@ -221,7 +238,7 @@ impl Gateway {
                 .headers
                 .get(header)
                 .map_or(ip_key, HeaderValue::as_bytes);
-            limiter.check(key, self.now_ms())
+            limiter.check(key, self.ms_at(started))
         });
 
         let mut response = match rate {
@@ -356,22 +373,32 @@ impl Gateway {
                 | Method::TRACE
         ) || (parts.method == Method::POST
             && parts.headers.contains_key(&IDEMPOTENCY_KEY));
-        let hash_key: &[u8] = match self.picker.hash_header() {
-            Some(h) => parts.headers.get(h).map_or(ip_key, HeaderValue::as_bytes),
-            None => ip_key,
+        // A copy (a reference count) so the last try can take the headers.
+        let hash_value = self
+            .picker
+            .hash_header()
+            .and_then(|h| parts.headers.get(h).cloned());
+        let hash_key = hash_value.as_ref().map_or(ip_key, HeaderValue::as_bytes);
+        // Upstreams get the origin form (`/path?query`).
+        let origin: Uri = match parts.uri.path_and_query() {
+            Some(_) if parts.uri.scheme().is_none() => parts.uri.clone(),
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
         };
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
         let deadline = started + self.overall_timeout;
-        self.budget.on_request(self.now_ms());
+        self.budget.on_request(self.ms_at(started));
         let mut tried = Tried::default();
         let mut last_failure = None;
         for attempt in 0..self.attempts {
-            let now_ms = self.now_ms();
+            // A bodiless first try goes out as the request arrived (reading a
+            // body or a retry takes time: those read the clock again).
+            let now = if attempt == 0 && body.is_empty() {
+                started
+            } else {
+                Instant::now()
+            };
+            let now_ms = self.ms_at(now);
             let Some(index) = self.picker.pick(&self.upstreams, hash_key, tried, now_ms) else {
                 break;
             };
@@ -386,25 +413,29 @@ impl Gateway {
             }
             tried.insert(index);
             let upstream = &self.upstreams[index];
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.saturating_duration_since(now);
             if remaining.is_zero() {
                 last_failure = Some(Failure::Timeout);
                 break;
             }
 
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(upstream.authority.clone());
-            uri.path_and_query = Some(path_and_query.clone());
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = parts.method.clone();
-            *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+            *req.uri_mut() = origin.clone();
             *req.version_mut() = Version::HTTP_11;
-            *req.headers_mut() = parts.headers.clone();
+            // Only a try that may be followed by another needs a copy.
+            *req.headers_mut() = if attempt + 1 < self.attempts {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
+            };
+            if let header::Entry::Vacant(host) = req.headers_mut().entry(header::HOST) {
+                host.insert(authority_value(&upstream.authority));
+            }
 
             let in_flight = upstream.start_request();
             let exchange = async {
-                let response = self.client.request(req).await.map_err(TryError::Send)?;
+                let (response, sender) = upstream.pool.send(req).await.map_err(TryError::Send)?;
                 let (mut head, body) = response.into_parts();
                 // Small bodies of known length are read whole, like nginx's
                 // proxy_buffering: the client then gets headers and body in one
@@ -412,11 +443,13 @@ impl Gateway {
                 let body = match body.size_hint().exact() {
                     Some(len) if len <= BUFFERED_RESPONSE_BYTES => {
                         let whole = body.collect().await.map_err(TryError::Body)?;
+                        upstream.pool.put(sender);
                         GatewayBody::local(whole.to_bytes())
                     }
                     _ => GatewayBody(BodyKind::Upstream {
                         body,
-                        _in_flight: upstream.start_request(),
+                        in_flight: upstream.start_request(),
+                        sender: Some(sender),
                     }),
                 };
                 strip_hop_by_hop(&mut head.headers);
@@ -514,18 +547,6 @@ impl Gateway {
     }
 }
 
-fn build_client(config: &GatewayConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.pool.connect_timeout));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool.idle_timeout)
-        .pool_max_idle_per_host(config.pool.max_idle_per_upstream)
-        .build(connector)
-}
-
 /// The API's error shape: `{"error":{"code","message","details"}}`.
 fn error_body(code: &str, message: &str, details: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "error": { "code": code, "message": message, "details": details } })
@@ -570,6 +591,10 @@ fn new_request_id() -> HeaderValue {
         .expect("a hyphenated UUID is a valid header value")
 }
 
+fn authority_value(authority: &http::uri::Authority) -> HeaderValue {
+    HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value")
+}
+
 fn ip_bytes(ip: IpAddr, buf: &mut [u8; 16]) -> &[u8] {
     match ip {
         IpAddr::V4(v4) => {
@@ -584,23 +609,73 @@ fn ip_bytes(ip: IpAddr, buf: &mut [u8; 16]) -> &[u8] {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip.to_string(),
+    let mut ip = [0u8; 64];
+    let ip = ip_text(client_ip, &mut ip);
+    let value = match headers.get(&X_FORWARDED_FOR) {
+        Some(previous) => {
+            let mut v = Vec::with_capacity(previous.len() + 2 + ip.len());
+            v.extend_from_slice(previous.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip);
+            HeaderValue::from_maybe_shared(Bytes::from(v))
+        }
+        None => HeaderValue::from_bytes(ip),
     };
-    if let Ok(v) = HeaderValue::try_from(value) {
+    if let Ok(v) = value {
         headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// An address as text without `fmt` (IPv4, the common case, by hand).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            &buf[..len]
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{v6}");
+            let len = cursor.position() as usize;
+            &buf[..len]
+        }
     }
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the few headers a message has is cheaper than nine
+    // hashed lookups; most messages carry no hop-by-hop header but
+    // `Connection: keep-alive`.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(connection) = headers.get(header::CONNECTION) {
         let named: Vec<HeaderName> = connection
             .to_str()
             .unwrap_or("")
             .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            // Connection options, not header names (keep-alive is removed below).
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -639,7 +714,12 @@ mod tests {
         let mut h = HeaderMap::new();
         append_forwarded_for(&mut h, "10.0.0.1".parse().unwrap());
         append_forwarded_for(&mut h, "::1".parse().unwrap());
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, ::1");
+        append_forwarded_for(&mut h, "192.168.0.255".parse().unwrap());
+        append_forwarded_for(&mut h, "1:2:3:4:5:6:7:8".parse().unwrap());
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "10.0.0.1, ::1, 192.168.0.255, 1:2:3:4:5:6:7:8"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http::uri::Authority;
 
-use super::config::{BreakerConfig, Upstream};
+use super::config::{BreakerConfig, PoolConfig, Upstream};
+use super::pool::Pool;
 
 /// Highest status code counted individually; anything above lands in the last slot.
 const STATUS_SLOTS: usize = 600;
@@ -16,6 +17,8 @@ const STATUS_SLOTS: usize = 600;
 pub(crate) struct UpstreamState {
     pub name: String,
     pub authority: Authority,
+    /// Idle keep-alive connections to this upstream.
+    pub pool: Pool,
     healthy: AtomicBool,
     in_flight: AtomicUsize,
     pub breaker: Breaker,
@@ -27,12 +30,13 @@ pub(crate) struct UpstreamState {
 }
 
 impl UpstreamState {
-    pub fn new(upstream: &Upstream, breaker: &BreakerConfig) -> Self {
+    pub fn new(upstream: &Upstream, breaker: &BreakerConfig, pool: &PoolConfig) -> Self {
         let authority = Authority::try_from(upstream.addr.to_string())
             .expect("a socket address is a valid authority");
         Self {
             name: upstream.name.clone(),
             authority,
+            pool: Pool::new(upstream.addr, pool),
             healthy: AtomicBool::new(true),
             in_flight: AtomicUsize::new(0),
             breaker: Breaker::new(breaker),
@@ -94,6 +98,12 @@ impl UpstreamState {
 /// Decrements the in-flight count on drop; travels with the response body so
 /// least-connections sees a request until its body has been sent.
 pub(crate) struct InFlight(Arc<UpstreamState>);
+
+impl InFlight {
+    pub fn upstream(&self) -> &UpstreamState {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -271,6 +281,7 @@ mod tests {
                 addr: "127.0.0.1:1".parse().unwrap(),
             },
             &BreakerConfig::default(),
+            &PoolConfig::default(),
         ));
         assert!(u.eject());
         assert!(!u.eject());

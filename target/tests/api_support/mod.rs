@@ -157,6 +157,11 @@ impl Harness {
         self.call(Method::GET, uri, None, None).await
     }
 
+    pub async fn admin_delete(&self, uri: &str) -> Reply {
+        self.call(Method::DELETE, uri, None, Some(&self.admin_token))
+            .await
+    }
+
     pub async fn admin(&self, method: Method, uri: &str, body: Value) -> Reply {
         self.call(method, uri, Some(body), Some(&self.admin_token))
             .await
@@ -292,26 +297,12 @@ pub async fn crud(h: &Harness) {
         .await;
     assert_eq!(renamed.body["data"]["name"], "office");
 
-    let del = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/tasks/{id}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    let del = h.admin_delete(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
     let gone = h.get(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(gone.error_code(), "not_found");
-    let again = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/tasks/{id}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    let again = h.admin_delete(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
@@ -454,24 +445,10 @@ pub async fn integrity(h: &Harness) {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
 
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/categories/{cat}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    let r = h.admin_delete(&format!("/api/v1/categories/{cat}")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.error_code(), "conflict");
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/users/{bob}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    let r = h.admin_delete(&format!("/api/v1/users/{bob}")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(
         h.get(&format!("/api/v1/tasks/{id}")).await.status,
@@ -496,94 +473,45 @@ pub async fn integrity(h: &Harness) {
     assert_eq!(dup.status, StatusCode::CONFLICT);
 
     // Once its tasks are gone, the user and the category can go.
-    h.call(
-        Method::DELETE,
-        &format!("/api/v1/tasks/{id}"),
-        None,
-        Some(&h.admin_token),
-    )
-    .await;
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/users/{bob}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    h.admin_delete(&format!("/api/v1/tasks/{id}")).await;
+    let r = h.admin_delete(&format!("/api/v1/users/{bob}")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/categories/{cat}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    let r = h.admin_delete(&format!("/api/v1/categories/{cat}")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+/// POSTs a raw task body as admin under an Idempotency-Key.
+async fn post_with_key(h: &Harness, body: &str, key: &str) -> Reply {
+    h.call_raw(
+        Method::POST,
+        "/api/v1/tasks",
+        Some(body.into()),
+        Some(&h.admin_token),
+        &[("idempotency-key", key)],
+    )
+    .await
 }
 
 /// An Idempotency-Key replays the first response and never makes a second row.
 pub async fn idempotency(h: &Harness) {
     let body = r#"{"title":"pay rent"}"#;
-    let headers = [("idempotency-key", "rent-2030-01")];
-    let first = h
-        .call_raw(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(body.into()),
-            Some(&h.admin_token),
-            &headers,
-        )
-        .await;
+    let first = post_with_key(h, body, "rent-2030-01").await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    let second = h
-        .call_raw(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(body.into()),
-            Some(&h.admin_token),
-            &headers,
-        )
-        .await;
+    let second = post_with_key(h, body, "rent-2030-01").await;
     assert_eq!(second.status, StatusCode::CREATED);
     assert_eq!(second.text, first.text, "the first response, byte for byte");
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
     let list = h.get("/api/v1/tasks?q=pay%20rent").await;
     assert_eq!(list.body["meta"]["total"], 1, "no second row");
 
-    let other = h
-        .call_raw(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(r#"{"title":"something else"}"#.into()),
-            Some(&h.admin_token),
-            &headers,
-        )
-        .await;
+    let other = post_with_key(h, r#"{"title":"something else"}"#, "rent-2030-01").await;
     assert_eq!(other.status, StatusCode::BAD_REQUEST);
     assert_eq!(other.error_code(), "idempotency_key_reused");
 
     // A failed create stores nothing: after fixing the body the key works.
-    let bad = h
-        .call_raw(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(r#"{"title":"t","user_id":999999}"#.into()),
-            Some(&h.admin_token),
-            &[("idempotency-key", "k2")],
-        )
-        .await;
+    let bad = post_with_key(h, r#"{"title":"t","user_id":999999}"#, "k2").await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let bad_again = h
-        .call_raw(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(r#"{"title":"t","user_id":999999}"#.into()),
-            Some(&h.admin_token),
-            &[("idempotency-key", "k2")],
-        )
-        .await;
+    let bad_again = post_with_key(h, r#"{"title":"t","user_id":999999}"#, "k2").await;
     assert_eq!(bad_again.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Concurrent retries (as from a gateway retrying elsewhere) make one row.
@@ -626,105 +554,74 @@ pub async fn idempotency(h: &Harness) {
 
 /// Login, token checks and role rules.
 pub async fn auth(h: &Harness) {
-    let wrong = h
-        .call(
+    let login = |username: &str, password: &str| {
+        h.call(
             Method::POST,
             "/api/v1/auth/login",
-            Some(json!({"username": "admin", "password": "nope"})),
+            Some(json!({"username": username, "password": password})),
             None,
         )
-        .await;
-    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let unknown = h
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            Some(json!({"username": "ghost", "password": "nope"})),
-            None,
-        )
-        .await;
-    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
-    let ok = h
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
-            None,
-        )
-        .await;
+    };
+    for (username, password) in [("admin", "nope"), ("ghost", "nope")] {
+        let r = login(username, password).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{username}: {}", r.text);
+    }
+    let ok = login("admin", ADMIN_PASSWORD).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     let claims = JwtKey::new(SECRET)
         .verify(ok.body["data"]["token"].as_str().unwrap())
         .unwrap();
     assert_eq!(claims.role, Role::Admin);
 
-    let anonymous = h
-        .call(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(json!({"title": "x"})),
-            None,
-        )
-        .await;
-    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(anonymous.error_code(), "unauthorized");
     let forged = JwtKey::new(b"another secret").issue("1", Role::Admin, Duration::from_secs(60));
-    let r = h
-        .call(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(json!({"title": "x"})),
-            Some(&forged),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = h
-        .call(
-            Method::POST,
-            "/api/v1/tasks",
-            Some(json!({"title": "x"})),
-            Some("not.a.jwt"),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    for (token, what) in [
+        (None, "no token"),
+        (Some(forged.as_str()), "signed with another secret"),
+        (Some("not.a.jwt"), "not a JWT"),
+    ] {
+        let r = h
+            .call(
+                Method::POST,
+                "/api/v1/tasks",
+                Some(json!({"title": "x"})),
+                token,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.text);
+        assert_eq!(r.error_code(), "unauthorized", "{what}");
+    }
 
     let (carol, carol_token) = h.user("carol").await;
     let (dave, _) = h.user("dave").await;
-    let r = h
-        .call(
+    let carol_uri = format!("/api/v1/users/{carol}");
+    let dave_uri = format!("/api/v1/users/{dave}");
+    for (method, uri, body, why) in [
+        (
             Method::DELETE,
-            &format!("/api/v1/users/{dave}"),
+            &dave_uri,
             None,
-            Some(&carol_token),
-        )
-        .await;
-    assert_eq!(
-        r.status,
-        StatusCode::FORBIDDEN,
-        "deleting users needs admin"
-    );
-    let r = h
-        .call(
+            "deleting users needs admin",
+        ),
+        (
             Method::PATCH,
-            &format!("/api/v1/users/{carol}"),
+            &carol_uri,
             Some(json!({"role": "admin"})),
-            Some(&carol_token),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "no self-promotion");
-    let r = h
-        .call(
+            "no self-promotion",
+        ),
+        (
             Method::PATCH,
-            &format!("/api/v1/users/{dave}"),
+            &dave_uri,
             Some(json!({"username": "dave2"})),
-            Some(&carol_token),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "only your own account");
+            "only your own account",
+        ),
+    ] {
+        let r = h.call(method, uri, body, Some(&carol_token)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{why}: {}", r.text);
+    }
     let r = h
         .call(
             Method::PATCH,
-            &format!("/api/v1/users/{carol}"),
+            &carol_uri,
             Some(json!({"username": "carol2"})),
             Some(&carol_token),
         )
@@ -744,14 +641,7 @@ pub async fn auth(h: &Harness) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.body["data"]["user_id"], carol);
-    let r = h
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/users/{dave}"),
-            None,
-            Some(&h.admin_token),
-        )
-        .await;
+    let r = h.admin_delete(&dave_uri).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 
