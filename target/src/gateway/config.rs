@@ -94,10 +94,10 @@ pub struct HealthCheck {
     /// Default `/readyz` (the API answers 200 only when its database is reachable).
     pub path: String,
     /// Default 2s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub interval: Duration,
     /// Default 1s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub timeout: Duration,
     /// Default 3.
     pub fall: u32,
@@ -134,13 +134,13 @@ pub struct RetryPolicy {
     /// retry. Default 10.
     pub min_retries_per_sec: u32,
     /// Default 10s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub budget_window: Duration,
     /// Time for one try to get response headers. Default 5s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub per_try_timeout: Duration,
     /// Time for the whole request, retries included, to get response headers. Default 15s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub overall_timeout: Duration,
 }
 
@@ -166,7 +166,7 @@ pub struct BreakerConfig {
     /// Default 5.
     pub failures: u32,
     /// Default 5s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub cooldown: Duration,
 }
 
@@ -212,10 +212,10 @@ pub struct PoolConfig {
     /// Idle connections kept per upstream. Default 1024.
     pub max_idle_per_upstream: usize,
     /// Default 90s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub idle_timeout: Duration,
     /// Default 1s (loopback or a LAN; a slow connect is a dead upstream).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub connect_timeout: Duration,
 }
 
@@ -247,7 +247,7 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     pub pool: PoolConfig,
     /// On shutdown, in-flight requests get this long to finish. Default 10s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "chaos::duration")]
     pub drain_timeout: Duration,
 }
 
@@ -265,22 +265,6 @@ impl Default for GatewayConfig {
             pool: PoolConfig::default(),
             drain_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-/// Durations as humantime strings in config files (`"250ms"`, `"2s"`).
-mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
 
