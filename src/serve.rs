@@ -46,6 +46,10 @@ struct ApiArgs {
     /// Database connections in this instance's pool.
     #[arg(long)]
     db_pool_size: Option<u32>,
+    /// How long an Idempotency-Key is remembered, e.g. `24h` (the default) or
+    /// `90m`; a POST reusing a key after that creates a new row.
+    #[arg(long, value_parser = chaos::duration::parse)]
+    idempotency_ttl: Option<std::time::Duration>,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -118,6 +122,9 @@ fn serve_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
     config.redis_url = args.redis;
     if let Some(n) = args.db_pool_size {
         config.db_pool_size = n;
+    }
+    if let Some(ttl) = args.idempotency_ttl {
+        config.idempotency_ttl = ttl;
     }
     runtime(args.threads)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)

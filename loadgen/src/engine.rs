@@ -191,7 +191,7 @@ impl Worker {
             let mut phase = Phase::Connecting;
             let deadline = tokio::time::Instant::from_std(sent + timeout);
             let result = {
-                let attempt = self.attempt(which, &mut phase);
+                let attempt = self.attempt(&shared, which, &mut phase);
                 tokio::pin!(attempt);
                 loop {
                     tokio::select! {
@@ -258,11 +258,9 @@ impl Worker {
             if let Some(x) = &exchanged {
                 let connected = sent + Duration::from_micros(x.connect_us);
                 let write = x.marks.written.saturating_duration_since(connected);
-                let wait = x
-                    .marks
-                    .first_byte
-                    .saturating_duration_since(x.marks.written);
-                let read = done.saturating_duration_since(x.marks.first_byte);
+                let first_byte = x.marks.first_byte.unwrap_or(done);
+                let wait = first_byte.saturating_duration_since(x.marks.written);
+                let read = done.saturating_duration_since(first_byte);
                 self.recorder.phases(
                     x.connect_us,
                     write.as_micros() as u64,
@@ -288,8 +286,12 @@ impl Worker {
     }
 
     /// One request, redirects included.
-    async fn attempt(&mut self, which: usize, phase: &mut Phase) -> Result<Exchanged, Failure> {
-        let shared = self.shared.clone();
+    async fn attempt(
+        &mut self,
+        shared: &Shared,
+        which: usize,
+        phase: &mut Phase,
+    ) -> Result<Exchanged, Failure> {
         let req = &shared.requests[which];
         let wanted = Wanted {
             location: shared.plan.follow_redirects,
@@ -309,7 +311,7 @@ impl Worker {
             }
         };
         let first = send_on(
-            &shared,
+            shared,
             &mut self.conns,
             req.origin,
             None,
@@ -355,7 +357,7 @@ impl Worker {
                 result = match pooled {
                     Some(o) => {
                         send_on(
-                            &shared,
+                            shared,
                             &mut self.conns,
                             o,
                             None,
@@ -369,7 +371,7 @@ impl Worker {
                     None => {
                         let mut once = vec![None];
                         send_on(
-                            &shared,
+                            shared,
                             &mut once,
                             0,
                             Some(&addrs),

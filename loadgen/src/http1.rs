@@ -3,6 +3,7 @@
 //! bodies (content-length, chunked or close-delimited) read fully and counted, not kept.
 
 use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
@@ -83,7 +84,20 @@ pub(crate) struct ResponseMeta {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Marks {
     pub written: Instant,
-    pub first_byte: Instant,
+    /// `None` when the whole response came in the read that brought its first
+    /// byte: the caller's completion time is the first-byte time too.
+    pub first_byte: Option<Instant>,
+}
+
+/// The first response byte, timed lazily: most responses arrive in one read,
+/// and then the completion time the engine takes anyway is the first-byte
+/// time, so the clock is read only when another read has to wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum FirstByte {
+    None,
+    /// Arrived in the latest read, not timed yet.
+    Unmarked,
+    At(Instant),
 }
 
 /// What to pick out of response heads.
@@ -178,7 +192,7 @@ impl Conn {
             .await
             .map_err(|e| Failure::from_io(e, true))?;
         let written = Instant::now();
-        let mut first_byte = None;
+        let mut first_byte = FirstByte::None;
         let meta = self
             .read_response(head_only, wanted, &mut first_byte)
             .await?;
@@ -189,7 +203,11 @@ impl Conn {
             meta,
             Marks {
                 written,
-                first_byte: first_byte.unwrap_or(written),
+                first_byte: match first_byte {
+                    FirstByte::None => Some(written),
+                    FirstByte::Unmarked => None,
+                    FirstByte::At(t) => Some(t),
+                },
             },
         ))
     }
@@ -219,7 +237,7 @@ impl Conn {
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` is EOF.
-    async fn fill(&mut self, first_byte: &mut Option<Instant>) -> Result<usize, Failure> {
+    async fn fill(&mut self, first_byte: &mut FirstByte) -> Result<usize, Failure> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -234,7 +252,11 @@ impl Conn {
                 return Err(Failure::Protocol("response head too large".into()));
             }
         }
-        let before = first_byte.is_none();
+        // The bytes read last time were the first: they arrived before this wait.
+        if *first_byte == FirstByte::Unmarked {
+            *first_byte = FirstByte::At(Instant::now());
+        }
+        let before = *first_byte == FirstByte::None;
         let n = loop {
             let mut guard = self
                 .stream
@@ -257,7 +279,7 @@ impl Conn {
             }
         };
         if n > 0 && before {
-            *first_byte = Some(Instant::now());
+            *first_byte = FirstByte::Unmarked;
         }
         self.end += n;
         Ok(n)
@@ -267,7 +289,7 @@ impl Conn {
         &mut self,
         head_only: bool,
         wanted: Wanted<'_>,
-        first_byte: &mut Option<Instant>,
+        first_byte: &mut FirstByte,
     ) -> Result<ResponseMeta, Failure> {
         loop {
             let (meta, framing) = self.read_head(head_only, wanted, first_byte).await?;
@@ -306,13 +328,20 @@ impl Conn {
         &mut self,
         head_only: bool,
         wanted: Wanted<'_>,
-        first_byte: &mut Option<Instant>,
+        first_byte: &mut FirstByte,
     ) -> Result<(ResponseMeta, Framing), Failure> {
         loop {
             if self.end > self.start {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(&self.buf[self.start..self.end]) {
+                // Uninitialised: zeroing 64 headers (2 KB) per response was the
+                // single largest cost of the parse.
+                let mut headers =
+                    [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut []);
+                match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                    &mut resp,
+                    &self.buf[self.start..self.end],
+                    &mut headers,
+                ) {
                     Ok(httparse::Status::Complete(used)) => {
                         let parsed = interpret(&resp, head_only, wanted)?;
                         self.start += used;
@@ -324,14 +353,14 @@ impl Conn {
             }
             if self.fill(first_byte).await? == 0 {
                 return Err(Failure::Closed {
-                    before_response: first_byte.is_none(),
+                    before_response: *first_byte == FirstByte::None,
                 });
             }
         }
     }
 
     /// Consumes exactly `n` body bytes.
-    async fn skip(&mut self, mut n: u64, first_byte: &mut Option<Instant>) -> Result<(), Failure> {
+    async fn skip(&mut self, mut n: u64, first_byte: &mut FirstByte) -> Result<(), Failure> {
         loop {
             let avail = (self.end - self.start) as u64;
             let take = avail.min(n);
@@ -348,7 +377,7 @@ impl Conn {
         }
     }
 
-    async fn read_chunked(&mut self, first_byte: &mut Option<Instant>) -> Result<u64, Failure> {
+    async fn read_chunked(&mut self, first_byte: &mut FirstByte) -> Result<u64, Failure> {
         let mut total = 0u64;
         loop {
             match httparse::parse_chunk_size(&self.buf[self.start..self.end]) {
@@ -389,7 +418,7 @@ impl Conn {
         }
     }
 
-    async fn expect_crlf(&mut self, first_byte: &mut Option<Instant>) -> Result<(), Failure> {
+    async fn expect_crlf(&mut self, first_byte: &mut FirstByte) -> Result<(), Failure> {
         while self.end - self.start < 2 {
             self.more(first_byte).await?;
         }
@@ -401,7 +430,7 @@ impl Conn {
     }
 
     /// `fill`, with EOF as a failure (the response is not complete yet).
-    async fn more(&mut self, first_byte: &mut Option<Instant>) -> Result<(), Failure> {
+    async fn more(&mut self, first_byte: &mut FirstByte) -> Result<(), Failure> {
         if self.fill(first_byte).await? == 0 {
             return Err(Failure::Closed {
                 before_response: false,
@@ -436,30 +465,37 @@ fn interpret(
     let mut chunked = false;
     for h in resp.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| Failure::Protocol("bad Content-Length".into()))?;
-            if length.is_some_and(|l| l != v) {
-                return Err(Failure::Protocol("conflicting Content-Length".into()));
+        // Dispatch on the length first: most headers (Server, Date, ...) are
+        // then rejected by one comparison instead of three case-folding ones.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                let v = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| Failure::Protocol("bad Content-Length".into()))?;
+                if length.is_some_and(|l| l != v) {
+                    return Err(Failure::Protocol("conflicting Content-Length".into()));
+                }
+                length = Some(v);
             }
-            length = Some(v);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    meta.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    meta.close = false;
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                chunked = h
+                    .value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in h.value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        meta.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                        meta.close = false;
+                    }
                 }
             }
+            _ => {}
         }
         if wanted.location && name.eq_ignore_ascii_case("location") {
             meta.location = Some(String::from_utf8_lossy(h.value).into_owned());

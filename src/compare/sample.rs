@@ -38,6 +38,8 @@ pub struct IntervalSample {
     pub good: u64,
     pub bad: u64,
     pub requests: u64,
+    /// Seconds of the interval the run covered: its width, or less for the
+    /// run's partial last interval.
     pub duration_s: f64,
 }
 
@@ -203,7 +205,10 @@ fn decode_run(input: &RunInput) -> anyhow::Result<RawRun> {
                 good: i.good,
                 bad: i.bad,
                 requests: i.requests,
-                duration_s: i.duration_s,
+                // The time the run covered, not the width: the last interval
+                // is usually partial, and its full width would pull every
+                // throughput estimate down.
+                duration_s: crate::slo::covered_s(i, r.run.duration_s),
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

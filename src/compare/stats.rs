@@ -485,6 +485,20 @@ mod tests {
         }
     }
 
+    /// The last interval of a run usually covers only part of its width; the
+    /// throughput estimate divides by the time the run actually took.
+    #[test]
+    fn throughput_counts_a_partial_last_interval_by_the_time_it_covered() {
+        let mut r = service(3, 10, 200, 2000.0, 0, 0);
+        let last = r.timeline.last_mut().unwrap();
+        last.requests = 50;
+        r.run.duration_s = 9.25;
+        let runs = vec![input("a", r)];
+        let (scale, side, _) = build_sides(&runs, &runs).unwrap();
+        let est = point(&scale, &side);
+        assert_eq!(est.throughput, Some((9.0 * 200.0 + 50.0) / 9.25));
+    }
+
     #[test]
     fn same_distribution_is_same() {
         for seed in 0..3 {

@@ -3,11 +3,12 @@
 //! Every chart on the run's clock shades the fault windows and marks stage starts.
 
 use hdrhistogram::Histogram;
+use loadgen::results::Interval;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::Report;
-use crate::slo::format_ms;
+use crate::slo::{covered_s, format_ms};
 
 const W: u32 = 1040;
 const H: u32 = 360;
@@ -176,8 +177,10 @@ fn draw_context(
     Ok(())
 }
 
-fn mid(iv: &loadgen::results::Interval) -> f64 {
-    iv.start_s + iv.duration_s / 2.0
+/// The middle of the part of `iv` the run covered, so a partial last interval's
+/// point sits inside it rather than past the run's end.
+fn mid(report: &Report, iv: &loadgen::results::Interval) -> f64 {
+    iv.start_s + covered_s(iv, report.results.run.duration_s) / 2.0
 }
 
 /// (1) p50/p95/p99 per interval on a log axis, with the SLO latency lines.
@@ -195,7 +198,7 @@ pub fn latency_over_time(report: &Report) -> Result<String, String> {
                 .filter_map(|iv| {
                     iv.latency
                         .percentile(k)
-                        .map(|v| (mid(iv), v.max(1) as f64 / 1e3))
+                        .map(|v| (mid(report, iv), v.max(1) as f64 / 1e3))
                 })
                 .collect();
             (k.to_string(), *c, pts)
@@ -284,41 +287,14 @@ fn outcome_colour(name: &str, i: usize) -> RGBColor {
 /// vanish under 2 000 successes a second.
 pub fn throughput_over_time(report: &Report) -> Result<String, String> {
     const TITLE: &str = "Throughput (left) and errors by outcome (right), requests/s";
-    let timeline = &report.results.timeline;
-    if timeline.is_empty() {
+    if report.results.timeline.is_empty() {
         return empty(TITLE, "the timeline is empty");
     }
-    let mut names: Vec<&String> = report
-        .results
-        .totals
-        .outcomes
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(name, _)| name)
-        .collect();
-    names.sort();
-    let rate = |n: u64, d: f64| if d > 0.0 { n as f64 / d } else { 0.0 };
-    let (mut ok, mut failed): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
-    for (i, name) in names.iter().enumerate() {
-        let pts = timeline
-            .iter()
-            .map(|iv| {
-                let n = iv.outcomes.get(*name).copied().unwrap_or(0);
-                (mid(iv), rate(n, iv.duration_s))
-            })
-            .collect();
-        let series = (name.to_string(), outcome_colour(name, i), pts);
-        if name.starts_with('2') || name.starts_with('3') {
-            ok.push(series);
-        } else {
-            failed.push(series);
-        }
-    }
-    let offered: Vec<(f64, f64)> = timeline
-        .iter()
-        .filter(|_| matches!(report.results.plan.model, loadgen::Model::Open { .. }))
-        .map(|iv| (mid(iv), rate(iv.scheduled, iv.duration_s)))
-        .collect();
+    let Throughput {
+        ok,
+        failed,
+        offered,
+    } = throughput(report);
     let top = |series: &[Series]| {
         series
             .iter()
@@ -390,6 +366,60 @@ pub fn throughput_over_time(report: &Report) -> Result<String, String> {
     })
 }
 
+/// The throughput chart's lines: requests/s per interval of each successful
+/// outcome (left axis), each failing outcome (right axis), and, for an open
+/// model, the offered rate.
+struct Throughput {
+    ok: Vec<Series>,
+    failed: Vec<Series>,
+    offered: Vec<(f64, f64)>,
+}
+
+fn throughput(report: &Report) -> Throughput {
+    let timeline = &report.results.timeline;
+    let mut names: Vec<&String> = report
+        .results
+        .totals
+        .outcomes
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    // Over the time each interval covered: the last is usually partial.
+    let run_s = report.results.run.duration_s;
+    let rate = |n: u64, iv: &Interval| match covered_s(iv, run_s) {
+        d if d > 0.0 => n as f64 / d,
+        _ => 0.0,
+    };
+    let (mut ok, mut failed): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
+    for (i, name) in names.iter().enumerate() {
+        let pts = timeline
+            .iter()
+            .map(|iv| {
+                let n = iv.outcomes.get(*name).copied().unwrap_or(0);
+                (mid(report, iv), rate(n, iv))
+            })
+            .collect();
+        let series = (name.to_string(), outcome_colour(name, i), pts);
+        if name.starts_with('2') || name.starts_with('3') {
+            ok.push(series);
+        } else {
+            failed.push(series);
+        }
+    }
+    let offered: Vec<(f64, f64)> = timeline
+        .iter()
+        .filter(|_| matches!(report.results.plan.model, loadgen::Model::Open { .. }))
+        .map(|iv| (mid(report, iv), rate(iv.scheduled, iv)))
+        .collect();
+    Throughput {
+        ok,
+        failed,
+        offered,
+    }
+}
+
 /// (3) Availability per interval with the target line.
 pub fn availability_over_time(report: &Report) -> Result<String, String> {
     const TITLE: &str = "Availability over time (good / valid per interval)";
@@ -398,7 +428,12 @@ pub fn availability_over_time(report: &Report) -> Result<String, String> {
         .timeline
         .iter()
         .filter(|iv| iv.good + iv.bad > 0)
-        .map(|iv| (mid(iv), iv.good as f64 / (iv.good + iv.bad) as f64 * 100.0))
+        .map(|iv| {
+            (
+                mid(report, iv),
+                iv.good as f64 / (iv.good + iv.bad) as f64 * 100.0,
+            )
+        })
         .collect();
     if pts.is_empty() {
         return empty(TITLE, "no valid requests were measured");
@@ -589,4 +624,49 @@ pub fn requests_per_instance(report: &Report) -> Result<String, String> {
             .map_err(err)?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture::{interval, ok, refused, results};
+
+    /// A steady 100 req/s whose run ended a quarter of the way into its third
+    /// interval: that interval's 25 requests are 100 req/s too, not 25.
+    #[test]
+    fn a_partial_last_interval_keeps_its_rate() {
+        let steady = vec![ok(1_000); 100];
+        let mut tail = vec![ok(1_000); 20];
+        tail.extend([refused(); 5]);
+        let mut r = results(vec![
+            interval(0.0, 1.0, &steady),
+            interval(1.0, 1.0, &steady),
+            interval(2.0, 1.0, &tail),
+        ]);
+        r.run.duration_s = 2.25;
+        let report = Report::new(r, None).unwrap();
+        let Throughput {
+            ok,
+            failed,
+            offered,
+        } = throughput(&report);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].0, "2xx");
+        assert_eq!(ok[0].2, [(0.5, 100.0), (1.5, 100.0), (2.125, 80.0)]);
+        assert_eq!(failed[0].0, "connect_refused");
+        assert_eq!(failed[0].2, [(0.5, 0.0), (1.5, 0.0), (2.125, 20.0)]);
+        assert_eq!(offered, [(0.5, 100.0), (1.5, 100.0), (2.125, 100.0)]);
+    }
+
+    /// A run that ends exactly on an interval boundary has no partial interval.
+    #[test]
+    fn full_intervals_divide_by_their_width() {
+        let mut r = results(vec![
+            interval(0.0, 2.0, &vec![ok(1_000); 50]),
+            interval(2.0, 2.0, &vec![ok(1_000); 30]),
+        ]);
+        r.run.duration_s = 4.0;
+        let report = Report::new(r, None).unwrap();
+        assert_eq!(throughput(&report).ok[0].2, [(1.0, 25.0), (3.0, 15.0)]);
+    }
 }

@@ -1,5 +1,6 @@
-//! Gateway balancing against real backends: round-robin spread, least-connections
-//! avoiding a busy upstream, consistent-hash stickiness by header and client IP.
+//! Gateway balancing against real backends: round-robin spread (also around an
+//! ejected upstream), least-connections avoiding a busy upstream,
+//! consistent-hash stickiness by header and client IP.
 
 mod gateway_support;
 
@@ -27,6 +28,41 @@ async fn round_robin_spreads_requests_evenly() {
     }
     assert_eq!(served.len(), 3, "{served:?}");
     assert!(served.values().all(|&n| n == 10), "{served:?}");
+    gateway.stop().await.unwrap().unwrap();
+}
+
+/// With one of four upstreams ejected, the other three split its share
+/// evenly rather than its successor in the list taking all of it.
+#[tokio::test]
+async fn round_robin_spreads_evenly_around_an_ejected_upstream() {
+    let backends = [
+        Backend::start("api-1", Mode::Ok).await,
+        Backend::start("api-2", Mode::Ok).await,
+        Backend::start("api-3", Mode::Ok).await,
+        Backend::start("api-4", Mode::Ok).await,
+    ];
+    let gateway = RunningGateway::start(config(&backends.iter().collect::<Vec<_>>())).await;
+    let client = TestClient::default();
+    backends[1].set_ready(false);
+    eventually("api-2 ejected", || async {
+        gateway
+            .metric(&client, "gateway_upstream_healthy{upstream=\"api-2\"}")
+            .await
+            == Some(0.0)
+    })
+    .await;
+
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for _ in 0..300 {
+        let reply = client.get(&gateway.url("/api/v1/tasks")).await;
+        assert_eq!(reply.status, 200);
+        *served.entry(reply.served_by().to_string()).or_default() += 1;
+    }
+    let expected: HashMap<String, usize> = [("api-1", 100), ("api-3", 100), ("api-4", 100)]
+        .into_iter()
+        .map(|(name, n)| (name.to_string(), n))
+        .collect();
+    assert_eq!(served, expected);
     gateway.stop().await.unwrap().unwrap();
 }
 

@@ -32,6 +32,7 @@ pub use openapi::ApiDoc;
 
 use crate::auth::JwtKey;
 use crate::cache::Cache;
+pub use crate::store::Clock;
 pub use crate::store::DbConfig;
 use crate::store::{Created, Store, StoreOptions, StoredResponse};
 use metrics::Metrics;
@@ -61,6 +62,12 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Lifetime of tokens issued at login.
     pub token_ttl: Duration,
+    /// How long an Idempotency-Key is remembered; a reuse after it is a new
+    /// request. Expired keys are pruned in the background.
+    pub idempotency_ttl: Duration,
+    /// The time key ages are measured on: the system clock unless a test
+    /// passes a clone it advances.
+    pub clock: Clock,
 }
 
 impl ApiConfig {
@@ -79,6 +86,8 @@ impl ApiConfig {
             db_query_timeout: defaults.query_timeout,
             body_limit: 64 * 1024,
             token_ttl: Duration::from_secs(3600),
+            idempotency_ttl: defaults.idempotency_ttl,
+            clock: defaults.clock,
         }
     }
 }
@@ -107,6 +116,8 @@ impl AppState {
             pool_size: config.db_pool_size,
             acquire_timeout: config.db_acquire_timeout,
             query_timeout: config.db_query_timeout,
+            idempotency_ttl: config.idempotency_ttl,
+            clock: config.clock.clone(),
         };
         let store = Store::connect_with(&config.db, &options)
             .await
@@ -281,6 +292,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let pruner = tokio::spawn(prune_idempotency_keys(state.store().clone()));
     let mut graceful_rx = stop_rx.clone();
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
         let _ = graceful_rx.wait_for(|stop| *stop).await;
@@ -296,9 +308,36 @@ pub async fn serve(
         result = server => result?,
         () = deadline => tracing::warn!("drain grace elapsed; dropping remaining connections"),
     }
+    pruner.abort();
     state.store().close().await;
     tracing::info!(instance = %config.name, "api instance stopped");
     Ok(())
+}
+
+/// Deletes expired Idempotency-Keys every minute (sooner for a shorter TTL)
+/// for as long as the instance runs. A background task rather than a delete on
+/// the create path: a bulk delete inside a request would put its cost (and, on
+/// SQLite, the write lock) into the tail latency the stack exists to measure;
+/// frequent small prunes keep each delete short. Expiry does not wait for
+/// this: a claim takes over an expired key whether or not it was pruned, so
+/// the period only bounds the table's size (TTL plus one period). The first
+/// prune waits one period, clear of the start-up rush of instances migrating
+/// one shared database. Every instance prunes; deletes are idempotent.
+async fn prune_idempotency_keys(store: Store) {
+    let period = store
+        .idempotency_ttl()
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.prune_idempotency_keys().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned expired idempotency keys"),
+            // Transient (the database may be down); the next tick tries again.
+            Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -104,9 +104,9 @@ impl Picker {
         match self {
             Self::RoundRobin { next } => {
                 let start = next.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|k| (start + k) % n)
-                    .find(|&i| candidate(i) && upstreams[i].breaker.admit(now_ms))
+                // A candidate that loses a half-open probe race is passed over
+                // for the next one in the same rotation.
+                rotation(n, start, candidate).find(|&i| upstreams[i].breaker.admit(now_ms))
             }
             Self::LeastConnections { next } => {
                 // Rotating the scan start breaks ties fairly instead of always
@@ -115,11 +115,9 @@ impl Picker {
                 let mut passed = tried;
                 for _ in 0..n {
                     let mut best: Option<(usize, usize)> = None;
-                    for k in 0..n {
-                        let i = (start + k) % n;
-                        if passed.contains(i) || !upstreams[i].is_available(now_ms) {
-                            continue;
-                        }
+                    let eligible =
+                        |i: usize| !passed.contains(i) && upstreams[i].is_available(now_ms);
+                    for i in rotation(n, start, eligible) {
                         let load = upstreams[i].in_flight();
                         // Strictly less: among equals the first in rotation wins.
                         if best.map_or(true, |(l, _)| load < l) {
@@ -155,6 +153,30 @@ impl Picker {
     }
 }
 
+/// The indices in `0..n` for which `eligible` holds, in cyclic order starting
+/// at the `start % m`-th of them (`m` = how many are eligible).
+///
+/// Rotating over the eligible upstreams rather than over all of them keeps the
+/// split even when some are out: scanning all `n` from `start` and skipping the
+/// ineligible ones would hand an ejected upstream's whole share to the next one
+/// in the list (with 1 of 4 out, that one got half again what the others got).
+fn rotation(
+    n: usize,
+    start: usize,
+    eligible: impl Fn(usize) -> bool + Copy,
+) -> impl Iterator<Item = usize> {
+    let m = (0..n).filter(|&i| eligible(i)).count();
+    // Eligibility is re-read below and may have changed meanwhile (a health
+    // check, a breaker); any start is then as fair as another.
+    let first = match m {
+        0 => 0,
+        m => (0..n).filter(|&i| eligible(i)).nth(start % m).unwrap_or(0),
+    };
+    (0..n)
+        .map(move |k| (first + k) % n)
+        .filter(move |&i| eligible(i))
+}
+
 /// FNV-1a with a splitmix64 finaliser: fast for short keys (an IP, an API key)
 /// and well spread over the ring, and stable across processes and versions.
 pub(crate) fn hash(bytes: &[u8]) -> u64 {
@@ -174,6 +196,7 @@ pub(crate) fn hash(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use crate::gateway::config::{BreakerConfig, Upstream};
+    use crate::gateway::upstream::{duration_ms, BreakerState};
 
     fn upstreams(n: usize) -> Vec<Arc<UpstreamState>> {
         (0..n)
@@ -207,6 +230,56 @@ mod tests {
         tried.insert(0);
         tried.insert(2);
         assert_eq!(p.pick(&ups, b"", tried, 0), None);
+    }
+
+    /// Counts how often each upstream is picked over `picks` fresh requests
+    /// at gateway time `now_ms`.
+    fn spread(p: &Picker, ups: &[Arc<UpstreamState>], picks: usize, now_ms: u64) -> Vec<usize> {
+        let mut per = vec![0; ups.len()];
+        for _ in 0..picks {
+            per[p.pick(ups, b"", Tried::default(), now_ms).unwrap()] += 1;
+        }
+        per
+    }
+
+    #[test]
+    fn round_robin_spreads_an_ejected_upstreams_share_evenly() {
+        let ups = upstreams(4);
+        let p = Picker::new(&Balance::RoundRobin, &ups);
+        ups[1].eject();
+        assert_eq!(spread(&p, &ups, 300, 0), [100, 0, 100, 100]);
+        // The first upstream out shifts every rotation position; still even.
+        ups[1].readmit();
+        ups[0].eject();
+        assert_eq!(spread(&p, &ups, 300, 0), [0, 100, 100, 100]);
+    }
+
+    #[test]
+    fn round_robin_spreads_around_an_open_breaker_then_sends_it_one_probe() {
+        let ups = upstreams(3);
+        let p = Picker::new(&Balance::RoundRobin, &ups);
+        let config = BreakerConfig::default();
+        let cooldown = duration_ms(config.cooldown);
+        for _ in 0..config.failures {
+            ups[0].breaker.on_failure(0);
+        }
+        assert_eq!(ups[0].breaker.state(), BreakerState::Open);
+        assert_eq!(spread(&p, &ups, 300, cooldown - 1), [0, 150, 150]);
+        // Past the cooldown the first pick to reach it claims the one probe;
+        // the rest of that cooldown goes to the others.
+        let picks: Vec<_> = (0..6)
+            .map(|_| p.pick(&ups, b"", Tried::default(), cooldown).unwrap())
+            .collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 1, "{picks:?}");
+        assert_eq!(ups[0].breaker.state(), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn least_connections_ties_spread_evenly_with_one_out() {
+        let ups = upstreams(4);
+        let p = Picker::new(&Balance::LeastConnections, &ups);
+        ups[2].eject();
+        assert_eq!(spread(&p, &ups, 300, 0), [100, 100, 0, 100]);
     }
 
     #[test]

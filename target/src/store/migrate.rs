@@ -10,11 +10,20 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use super::StoreError;
 
 /// (version, SQLite text, PostgreSQL text); append only.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("schema/sqlite.sql"),
-    include_str!("schema/postgres.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("schema/sqlite.sql"),
+        include_str!("schema/postgres.sql"),
+    ),
+    (2, IDEMPOTENCY_EXPIRY, IDEMPOTENCY_EXPIRY),
+];
+
+/// Version 2: pruning expired Idempotency-Keys deletes by age, which without
+/// this index scans the whole table. A migration of its own (not an edit of
+/// version 1) so databases created before it get the index too.
+const IDEMPOTENCY_EXPIRY: &str = "CREATE INDEX IF NOT EXISTS idempotency_keys_created_at_idx \
+    ON idempotency_keys (created_at)";
 
 /// An arbitrary constant naming this schema's advisory lock.
 const PG_LOCK_ID: i64 = 0x510_1ab;

@@ -13,9 +13,11 @@ mod users;
 use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -41,6 +43,10 @@ pub enum DbConfig {
     Postgres { url: String },
 }
 
+/// How long an Idempotency-Key is remembered by default: a day, as Stripe does,
+/// which outlasts any client's retry schedule.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Pool sizing and timeouts; short by default so an unreachable database turns
 /// into a quick 503 rather than a pile of stuck requests.
 #[derive(Debug, Clone)]
@@ -48,6 +54,10 @@ pub struct StoreOptions {
     pub pool_size: u32,
     pub acquire_timeout: Duration,
     pub query_timeout: Duration,
+    /// After this an Idempotency-Key is forgotten: a request reusing it is new.
+    pub idempotency_ttl: Duration,
+    /// The time source for key ages (tests advance it instead of waiting).
+    pub clock: Clock,
 }
 
 impl Default for StoreOptions {
@@ -56,7 +66,30 @@ impl Default for StoreOptions {
             pool_size: 10,
             acquire_timeout: Duration::from_secs(1),
             query_timeout: Duration::from_secs(5),
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
+            clock: Clock::default(),
         }
+    }
+}
+
+/// The system clock plus an offset that only [`Clock::advance`] changes, so a
+/// test can age stored keys by a day in an instant. Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_us: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Microseconds, the precision PostgreSQL keeps, so SQLite stores the same.
+    pub fn now(&self) -> DateTime<Utc> {
+        let offset = TimeDelta::microseconds(self.offset_us.load(Ordering::Relaxed));
+        (Utc::now() + offset).trunc_subsecs(6)
+    }
+
+    /// Moves this clock (and every clone of it) forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let us = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.offset_us.fetch_add(us, Ordering::Relaxed);
     }
 }
 
@@ -216,6 +249,28 @@ pub struct Page<T> {
 pub struct Store {
     pool: Pool,
     query_timeout: Duration,
+    idempotency_ttl: Duration,
+    clock: Clock,
+}
+
+/// How long opening a SQLite file keeps retrying while other instances hold it.
+const SQLITE_OPEN_RETRY: Duration = Duration::from_secs(10);
+
+fn is_sqlite_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}
+
+/// Migrates (one writer at a time) and opens the pool on a SQLite file.
+async fn open_sqlite(
+    options: &SqliteConnectOptions,
+    opts: &StoreOptions,
+) -> Result<SqlitePool, StoreError> {
+    migrate::sqlite(options).await?;
+    Ok(SqlitePoolOptions::new()
+        .max_connections(opts.pool_size)
+        .acquire_timeout(opts.acquire_timeout)
+        .connect_with(options.clone())
+        .await?)
 }
 
 impl Store {
@@ -234,14 +289,22 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
-                migrate::sqlite(&options).await?;
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(opts.pool_size)
-                        .acquire_timeout(opts.acquire_timeout)
-                        .connect_with(options)
-                        .await?,
-                )
+                // Instances starting at once on a fresh file race to switch it
+                // to WAL and migrate; SQLite answers the loser "database is
+                // locked" at once, without waiting out the busy timeout (its
+                // deadlock avoidance), so the whole open is retried a while.
+                let deadline = std::time::Instant::now() + SQLITE_OPEN_RETRY;
+                loop {
+                    match open_sqlite(&options, opts).await {
+                        Err(StoreError::Unavailable(m))
+                            if is_sqlite_busy(&m) && std::time::Instant::now() < deadline =>
+                        {
+                            tracing::debug!(error = %m, "sqlite busy while opening; retrying");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        other => break Pool::Sqlite(other?),
+                    }
+                }
             }
             DbConfig::Postgres { url } => {
                 let options = sqlx::postgres::PgConnectOptions::from_str(url)
@@ -258,6 +321,8 @@ impl Store {
         Ok(Store {
             pool,
             query_timeout: opts.query_timeout,
+            idempotency_ttl: opts.idempotency_ttl,
+            clock: opts.clock.clone(),
         })
     }
 
@@ -348,11 +413,19 @@ impl Store {
         idem: Option<&IdempotencyKey>,
         render: impl FnOnce(&T) -> StoredResponse + Send,
     ) -> Result<Created<T>, StoreError> {
+        // An expired key is taken over in place (as if it had been pruned),
+        // atomically: of two concurrent retries only one sees it expired.
         const CLAIM: &str = "INSERT INTO idempotency_keys \
             (principal, route, key, fingerprint, status, body, created_at) \
-            VALUES ($1, $2, $3, $4, 0, '', $5) ON CONFLICT DO NOTHING";
+            VALUES ($1, $2, $3, $4, 0, '', $5) \
+            ON CONFLICT (principal, route, key) DO UPDATE SET \
+            fingerprint = excluded.fingerprint, status = 0, body = '', \
+            created_at = excluded.created_at \
+            WHERE idempotency_keys.created_at < $6";
         const COMPLETE: &str = "UPDATE idempotency_keys SET status = $1, body = $2 \
             WHERE principal = $3 AND route = $4 AND key = $5";
+        let now = self.clock.now();
+        let expired_before = self.idempotency_cutoff(now);
         let outcome = self
             .within(async {
                 on_pool!(self, p => {
@@ -363,7 +436,8 @@ impl Store {
                             .bind(k.route)
                             .bind(&k.key)
                             .bind(&k.fingerprint)
-                            .bind(Utc::now())
+                            .bind(now)
+                            .bind(expired_before)
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();
@@ -395,6 +469,43 @@ impl Store {
             Some((value, response)) => Ok(Created::New(value, response)),
             None => self.replay(idem.expect("a replay needs a key")).await,
         }
+    }
+
+    /// Keys created before this are expired at `now`.
+    fn idempotency_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        TimeDelta::from_std(self.idempotency_ttl)
+            .ok()
+            .and_then(|ttl| now.checked_sub_signed(ttl))
+            // A TTL too long to represent never expires anything.
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+    }
+
+    /// Deletes the Idempotency-Keys past their TTL; returns how many. The API
+    /// runs this periodically; a claim never depends on it having run.
+    pub async fn prune_idempotency_keys(&self) -> Result<u64, StoreError> {
+        // In batches, each its own statement: one DELETE of a large backlog
+        // would hold SQLite's write lock (or PostgreSQL row locks) for as long
+        // as it runs, stalling the creates being measured meanwhile.
+        const BATCH: i64 = 1000;
+        const DELETE: &str = "DELETE FROM idempotency_keys \
+            WHERE (principal, route, key) IN (SELECT principal, route, key \
+            FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
+        let cutoff = self.idempotency_cutoff(self.clock.now());
+        let mut deleted = 0;
+        loop {
+            let n = self
+                .execute(DELETE, vec![Bind::Time(cutoff), Bind::I64(BATCH)])
+                .await?;
+            deleted += n;
+            if n < BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// How long Idempotency-Keys are kept.
+    pub fn idempotency_ttl(&self) -> Duration {
+        self.idempotency_ttl
     }
 
     async fn replay<T>(&self, k: &IdempotencyKey) -> Result<Created<T>, StoreError> {

@@ -68,6 +68,18 @@ pub fn start_postgres() -> Postgres {
     Postgres::start(PostgresOptions::default()).expect("start a private postgres")
 }
 
+/// Creates the database `name` in the cluster `pg`; returns its URL.
+pub async fn create_database(pg: &Postgres, name: &str) -> String {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port())
+}
+
 impl Harness {
     pub async fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
@@ -77,14 +89,7 @@ impl Harness {
 
     /// An instance on a fresh database `name` in the cluster `pg`.
     pub async fn postgres_db(pg: &Postgres, name: &str) -> Harness {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port());
+        let url = create_database(pg, name).await;
         Self::with_config(postgres_config(&url), None).await
     }
 
@@ -481,7 +486,7 @@ pub async fn integrity(h: &Harness) {
 }
 
 /// POSTs a raw task body as admin under an Idempotency-Key.
-async fn post_with_key(h: &Harness, body: &str, key: &str) -> Reply {
+pub async fn post_with_key(h: &Harness, body: &str, key: &str) -> Reply {
     h.call_raw(
         Method::POST,
         "/api/v1/tasks",

@@ -40,3 +40,5 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at  TEXT    NOT NULL,
     PRIMARY KEY (principal, route, key)
 );
+-- Expired keys (see StoreOptions::idempotency_ttl) are pruned by created_at,
+-- indexed by migration 2 in migrate.rs.
