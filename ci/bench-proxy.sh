@@ -16,14 +16,14 @@
 #   ci/bench-proxy.sh
 #   DURATION=10s CONNS=64 ROUNDS=3 ci/bench-proxy.sh
 #   SKIP_BUILD=1 ci/bench-proxy.sh          # reuse the release build
-#   OFFERED_SHARE=0.3 ci/bench-proxy.sh     # fixed load at 30 % of direct max
+#   OFFERED_SHARE=0.5 ci/bench-proxy.sh     # fixed load at 50 % of direct max (default 30 %)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-3}
-OFFERED_SHARE=${OFFERED_SHARE:-0.5}
+OFFERED_SHARE=${OFFERED_SHARE:-0.3}
 
 . ci/lib/nginx.sh
 bench_require wrk curl python3

@@ -17,7 +17,7 @@ use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 Latency in the open model (--rate/--stage) counts from each request's scheduled time."
 )]
 pub struct LoadArgs {
-    /// The URL to load (http:// only).
+    /// The URL to load (http:// or https://; certificates are not verified, like hey).
     pub url: String,
     /// Number of requests to run (closed model; with --rate: the stop).
     #[arg(short = 'n')]

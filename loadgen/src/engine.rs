@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::http1::{self, Conn, Failure, Marks, ResponseMeta, Wanted};
+use crate::http1::{Conn, Failure, Marks, ResponseMeta, Wanted};
 use crate::outcome::Outcome;
 use crate::pacer::Schedule;
 use crate::plan::{LoadPlan, Model, Stop};
@@ -21,6 +21,7 @@ use crate::results::{
     encode_histogram, Host, PacerStats, Results, RunMeta, Tool, Totals, SCHEMA_VERSION,
 };
 use crate::template::{self, CompiledRequest, Expansion, Origin};
+use crate::tls;
 use crate::{LoadError, Progress, RequestRow};
 
 /// A send more than this after its scheduled time counts as late.
@@ -37,6 +38,8 @@ struct Shared {
     plan: LoadPlan,
     requests: Vec<CompiledRequest>,
     origins: Vec<Origin>,
+    /// One TLS client config per run: its session cache makes reconnects resume.
+    tls: Arc<rustls::ClientConfig>,
     start: Instant,
     interval_us: u64,
     count: Option<u64>,
@@ -324,7 +327,8 @@ impl Worker {
         let mut result = first;
         if shared.plan.follow_redirects {
             let mut method = req.method.clone();
-            let mut authority = shared.origins[req.origin].authority.clone();
+            // Borrowed until a redirect leaves the origin: no copy per request.
+            let mut at = std::borrow::Cow::Borrowed(&shared.origins[req.origin]);
             let mut path = String::new();
             for _ in 0..MAX_REDIRECTS {
                 let Ok(x) = &result else { break };
@@ -336,23 +340,24 @@ impl Worker {
                 if !keep && method != "HEAD" {
                     method = "GET".into();
                 }
-                let (next_authority, next_path, addrs) =
-                    match resolve_location(&location, &authority, &path).await {
-                        Ok(t) => t,
-                        Err(f) => {
-                            result = Err(f);
-                            break;
-                        }
-                    };
-                authority = next_authority;
+                let (next, next_path) = match resolve_location(&location, &path).await {
+                    Ok(t) => t,
+                    Err(f) => {
+                        result = Err(f);
+                        break;
+                    }
+                };
+                if let Some(next) = next {
+                    at = std::borrow::Cow::Owned(next);
+                }
                 path = next_path;
                 let mut x = Expansion {
                     sequence: &shared.sequence,
                     rng: &mut self.rng,
                     seq: None,
                 };
-                req.encode_redirect(&method, keep, &authority, &path, &mut scratch, &mut x);
-                let pooled = shared.origins.iter().position(|o| o.authority == authority);
+                req.encode_redirect(&method, keep, &at.authority, &path, &mut scratch, &mut x);
+                let pooled = shared.origins.iter().position(|o| o.same_as(&at));
                 let connect_us = result.as_ref().map(|x| x.connect_us).unwrap_or(0);
                 result = match pooled {
                     Some(o) => {
@@ -374,7 +379,7 @@ impl Worker {
                             shared,
                             &mut once,
                             0,
-                            Some(&addrs),
+                            Some(&at),
                             &scratch,
                             method == "HEAD",
                             wanted,
@@ -400,19 +405,20 @@ fn redirect_target(meta: &ResponseMeta) -> Option<String> {
     }
 }
 
-/// Where a `Location` points: (authority, path, addresses when off-pool).
+/// Where a `Location` points: (its origin with addresses, or `None` for the
+/// current one; its path).
 async fn resolve_location(
     location: &str,
-    authority: &str,
     current_path: &str,
-) -> Result<(String, String, Vec<SocketAddr>), Failure> {
+) -> Result<(Option<Origin>, String), Failure> {
     if location.starts_with("http://") || location.starts_with("https://") {
         let u = template::parse_url(location).map_err(Failure::Protocol)?;
-        let addrs = tokio::net::lookup_host((u.host.as_str(), u.port))
+        let mut origin = Origin::new(&u).map_err(Failure::Protocol)?;
+        origin.addrs = tokio::net::lookup_host((u.host.as_str(), u.port))
             .await
             .map_err(Failure::Other)?
             .collect();
-        return Ok((u.authority, u.path, addrs));
+        return Ok((Some(origin), u.path));
     }
     let path = if location.starts_with('/') {
         location.to_string()
@@ -425,18 +431,8 @@ async fn resolve_location(
             .unwrap_or("");
         format!("{dir}/{location}")
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-            h.trim_matches(['[', ']']).to_string(),
-            p.parse().unwrap_or(80),
-        ),
-        _ => (authority.to_string(), 80),
-    };
-    let addrs = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(Failure::Other)?
-        .collect();
-    Ok((authority.to_string(), path, addrs))
+    // Same origin: same scheme, and its addresses as already resolved.
+    Ok((None, path))
 }
 
 /// Sends on the pooled connection for `origin` (connecting when there is none),
@@ -446,7 +442,7 @@ async fn send_on(
     shared: &Shared,
     conns: &mut [Option<Conn>],
     origin: usize,
-    addrs: Option<&[SocketAddr]>,
+    off_pool: Option<&Origin>,
     bytes: &[u8],
     head_only: bool,
     wanted: Wanted<'_>,
@@ -458,10 +454,11 @@ async fn send_on(
         if !reused {
             *phase = Phase::Connecting;
             let t = Instant::now();
-            let addrs = addrs.unwrap_or(&shared.origins[origin].addrs);
-            let stream = http1::connect(addrs).await?;
+            let to = off_pool.unwrap_or(&shared.origins[origin]);
+            let tls = to.tls.as_ref().map(|name| (&shared.tls, name));
+            let conn = Conn::open(&to.addrs, tls).await?;
             connect_us += t.elapsed().as_micros() as u64;
-            conns[origin] = Some(Conn::new(stream));
+            conns[origin] = Some(conn);
         }
         *phase = Phase::Exchanging;
         let conn = conns[origin].as_mut().expect("connected above");
@@ -592,12 +589,15 @@ pub(crate) async fn run(
         Stop::Duration { duration } => Some(duration),
         _ => None,
     };
+    let tls =
+        tls::client_config().map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
     let started_at = chrono::Utc::now();
     let start = Instant::now();
     let shared = Arc::new(Shared {
         interval_us: plan.interval.as_micros() as u64,
         requests,
         origins,
+        tls,
         start,
         count,
         claimed: AtomicU64::new(0),

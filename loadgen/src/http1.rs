@@ -1,12 +1,16 @@
 //! The HTTP/1.1 client fast path (what wrk does): pre-encoded requests written in one
 //! call, responses parsed with `httparse` out of one reused buffer per connection,
 //! bodies (content-length, chunked or close-delimited) read fully and counted, not kept.
+//! `https://` runs the same parser over rustls, driven on the same raw socket.
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Instant;
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
@@ -108,7 +112,7 @@ pub(crate) struct Wanted<'a> {
 }
 
 /// Connects to the first address that accepts, with TCP_NODELAY.
-pub(crate) async fn connect(addrs: &[SocketAddr]) -> Result<AsyncFd<TcpStream>, Failure> {
+async fn connect(addrs: &[SocketAddr]) -> Result<AsyncFd<TcpStream>, Failure> {
     let mut last = Failure::Other(io::Error::new(
         io::ErrorKind::AddrNotAvailable,
         "no address to connect to",
@@ -160,6 +164,7 @@ async fn connect_one(addr: &SocketAddr) -> io::Result<AsyncFd<TcpStream>> {
 /// edge-triggered epoll the next arrival raises a fresh readiness event.
 pub(crate) struct Conn {
     stream: AsyncFd<TcpStream>,
+    transport: Transport,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -167,10 +172,37 @@ pub(crate) struct Conn {
     pub served: u64,
 }
 
+/// What is spoken over the socket. The plain path pays one predictable branch
+/// per read and write for TLS being possible: no allocation, no extra syscall,
+/// no dynamic dispatch.
+enum Transport {
+    Plain,
+    /// Boxed: a rustls session is large, and plain connections should not carry it.
+    Tls(Box<ClientConnection>),
+}
+
 impl Conn {
-    pub fn new(stream: AsyncFd<TcpStream>) -> Self {
+    /// Connects and, for TLS, completes the handshake: both are the connect phase
+    /// (hey counts the handshake in "DNS+dialup"), so a server that never answers
+    /// the handshake is a connect timeout.
+    pub async fn open(
+        addrs: &[SocketAddr],
+        tls: Option<(&Arc<ClientConfig>, &ServerName<'static>)>,
+    ) -> Result<Self, Failure> {
+        let stream = connect(addrs).await?;
+        let Some((config, name)) = tls else {
+            return Ok(Self::new(stream, Transport::Plain));
+        };
+        let session = ClientConnection::new(config.clone(), name.clone()).map_err(tls_failure)?;
+        let mut conn = Self::new(stream, Transport::Tls(Box::new(session)));
+        conn.handshake().await?;
+        Ok(conn)
+    }
+
+    fn new(stream: AsyncFd<TcpStream>, transport: Transport) -> Self {
         Self {
             stream,
+            transport,
             buf: vec![0; BUF_SIZE],
             start: 0,
             end: 0,
@@ -212,9 +244,44 @@ impl Conn {
         ))
     }
 
+    /// Drives the TLS handshake to its end (a no-op on plain connections).
+    async fn handshake(&mut self) -> Result<(), Failure> {
+        let Transport::Tls(tls) = &mut self.transport else {
+            return Ok(());
+        };
+        loop {
+            flush_tls(&self.stream, tls)
+                .await
+                .map_err(|e| Failure::from_io(e, true))?;
+            if !tls.is_handshaking() {
+                return Ok(());
+            }
+            if recv_tls(&self.stream, tls, true).await? == 0 {
+                // No alert, just a closed connection: a reset, as when a plain
+                // server closes before answering.
+                return Err(Failure::Closed {
+                    before_response: true,
+                });
+            }
+        }
+    }
+
     /// Writes straight away (the send buffer almost always has room) and waits
     /// for write readiness only after `EAGAIN`.
-    async fn write_all(&self, mut request: &[u8]) -> io::Result<()> {
+    async fn write_all(&mut self, mut request: &[u8]) -> io::Result<()> {
+        if let Transport::Tls(tls) = &mut self.transport {
+            while !request.is_empty() {
+                // Encrypts into rustls's send buffer, which holds at most its
+                // limit (64 KiB by default): larger requests go in pieces.
+                let n = tls.writer().write(request)?;
+                if n == 0 && !tls.wants_write() {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                request = &request[n..];
+                flush_tls(&self.stream, tls).await?;
+            }
+            return Ok(());
+        }
         while !request.is_empty() {
             let n = match self.stream.get_ref().write(request) {
                 Ok(n) => n,
@@ -257,6 +324,14 @@ impl Conn {
             *first_byte = FirstByte::At(Instant::now());
         }
         let before = *first_byte == FirstByte::None;
+        if let Transport::Tls(tls) = &mut self.transport {
+            let n = fill_tls(&self.stream, tls, &mut self.buf[self.end..], before).await?;
+            if n > 0 && before {
+                *first_byte = FirstByte::Unmarked;
+            }
+            self.end += n;
+            return Ok(n);
+        }
         let n = loop {
             let mut guard = self
                 .stream
@@ -437,6 +512,107 @@ impl Conn {
             });
         }
         Ok(())
+    }
+}
+
+/// The socket as rustls reads it, noting whether a read came back short (the
+/// receive queue is drained: see `Conn`).
+struct ShortRead<'a> {
+    socket: &'a TcpStream,
+    short: bool,
+}
+
+impl Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
+fn tls_failure(e: rustls::Error) -> Failure {
+    Failure::Protocol(format!("TLS: {e}"))
+}
+
+/// Sends whatever rustls has queued, waiting for writability only after `EAGAIN`.
+async fn flush_tls(stream: &AsyncFd<TcpStream>, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        let mut socket = stream.get_ref();
+        match tls.write_tls(&mut socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut guard = stream.writable().await?;
+                // `try_io` clears write readiness if this comes back `EAGAIN` too.
+                if let Ok(r) = guard.try_io(|s| tls.write_tls(&mut s.get_ref())) {
+                    if r? == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One socket read into rustls, then decryption; `Ok(0)` is EOF. A TLS alert
+/// or a malformed record is a protocol error carrying rustls's words.
+async fn recv_tls(
+    stream: &AsyncFd<TcpStream>,
+    tls: &mut ClientConnection,
+    before: bool,
+) -> Result<usize, Failure> {
+    let n = loop {
+        let mut guard = stream
+            .readable()
+            .await
+            .map_err(|e| Failure::from_io(e, before))?;
+        let mut socket = ShortRead {
+            socket: guard.get_inner(),
+            short: false,
+        };
+        match tls.read_tls(&mut socket) {
+            Ok(n) => {
+                if n > 0 && socket.short {
+                    guard.clear_ready();
+                }
+                break n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::from_io(e, before)),
+        }
+    };
+    tls.process_new_packets().map_err(tls_failure)?;
+    Ok(n)
+}
+
+/// Reads plaintext into `dst`, pulling records off the socket as needed; `Ok(0)`
+/// is the end of the connection, with or without a `close_notify`.
+async fn fill_tls(
+    stream: &AsyncFd<TcpStream>,
+    tls: &mut ClientConnection,
+    dst: &mut [u8],
+    before: bool,
+) -> Result<usize, Failure> {
+    loop {
+        match tls.reader().read(dst) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) => return Err(Failure::from_io(e, before)),
+        }
+        let got = recv_tls(stream, tls, before).await?;
+        // Post-handshake messages may need an answer (a TLS 1.3 key update).
+        flush_tls(stream, tls)
+            .await
+            .map_err(|e| Failure::from_io(e, before))?;
+        if got == 0 {
+            // EOF: whatever plaintext the last records held, then the end.
+            return Ok(tls.reader().read(dst).unwrap_or(0));
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod record;
 pub mod results;
 pub mod summary;
 mod template;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;

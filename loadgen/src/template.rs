@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rustls::pki_types::ServerName;
 
 use crate::plan::{LoadPlan, RequestTemplate};
 use crate::LoadError;
@@ -154,36 +155,62 @@ fn push_decimal(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Where requests go: scheme `http`, an authority, and the addresses it resolved to.
+/// Where requests go: a scheme, an authority, and the addresses it resolved to.
 #[derive(Debug, Clone)]
 pub(crate) struct Origin {
-    /// `host[:port]` exactly as written, used for the Host header and to tell
-    /// same-origin redirects.
+    /// `host[:port]` exactly as written, used for the Host header and (with the
+    /// scheme) to tell same-origin redirects.
     pub authority: String,
     pub host: String,
     pub port: u16,
     pub addrs: Vec<SocketAddr>,
+    /// For `https`, the TLS server name (the host; IP literals included).
+    pub tls: Option<ServerName<'static>>,
+}
+
+impl Origin {
+    /// An origin for a parsed URL, addresses not resolved yet.
+    pub fn new(url: &ParsedUrl) -> Result<Self, String> {
+        Ok(Self {
+            authority: url.authority.clone(),
+            host: url.host.clone(),
+            port: url.port,
+            addrs: Vec::new(),
+            tls: if url.tls {
+                Some(crate::tls::server_name(&url.host)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Same scheme and authority: connections to one serve the other.
+    pub fn same_as(&self, other: &Origin) -> bool {
+        self.authority == other.authority && self.tls.is_some() == other.tls.is_some()
+    }
 }
 
 /// A URL split into its origin and its (templated) path and query.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParsedUrl {
+    /// `https`: TLS, port 443 unless given.
+    pub tls: bool,
     pub authority: String,
     pub host: String,
     pub port: u16,
     pub path: String,
 }
 
-/// Parses `http://host[:port][/path][?query]`. TLS is not supported by the
-/// fast path, so `https` is refused with a clear message.
+/// Parses `http[s]://host[:port][/path][?query]`.
 pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err("https is not supported (slolab load speaks plain HTTP/1.1)".into());
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
     } else {
-        return Err("expected an absolute http:// URL".into());
+        return Err("expected an absolute http:// or https:// URL".into());
     };
+    let default_port = if tls { 443 } else { 80 };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
     let mut path = rest[end..].split('#').next().unwrap_or("").to_string();
@@ -202,7 +229,7 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
             .ok_or("unterminated IPv6 address in the URL")?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
-            None if after.is_empty() => 80,
+            None if after.is_empty() => default_port,
             None => return Err("bad host in the URL".into()),
         };
         (h.to_string(), port)
@@ -212,17 +239,22 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
                 h.to_string(),
                 p.parse().map_err(|_| format!("bad port {p:?}"))?,
             ),
-            None => (authority.to_string(), 80),
+            None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty() {
         return Err("the URL has no host".into());
     }
     let sample = Template::parse(&path)?.sample();
-    let full = format!("http://{authority}{sample}");
+    let scheme = if tls { "https" } else { "http" };
+    let full = format!("{scheme}://{authority}{sample}");
     full.parse::<http::Uri>()
         .map_err(|e| format!("not a valid URL: {e}"))?;
+    if tls {
+        crate::tls::server_name(&host)?;
+    }
     Ok(ParsedUrl {
+        tls,
         authority: authority.to_string(),
         host,
         port,
@@ -325,15 +357,14 @@ fn compile_one(
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(LoadError::Plan(format!("bad HTTP method {:?}", r.method)));
     }
-    let origin = match origins.iter().position(|o| o.authority == url.authority) {
+    let this = Origin::new(&url).map_err(|reason| LoadError::Url {
+        url: r.url.clone(),
+        reason,
+    })?;
+    let origin = match origins.iter().position(|o| o.same_as(&this)) {
         Some(i) => i,
         None => {
-            origins.push(Origin {
-                authority: url.authority.clone(),
-                host: url.host.clone(),
-                port: url.port,
-                addrs: Vec::new(),
-            });
+            origins.push(this);
             origins.len() - 1
         }
     };
@@ -456,6 +487,56 @@ mod tests {
     }
 
     #[test]
+    fn https_origins_are_keyed_by_scheme_and_host_omits_the_default_port() {
+        let request = |url: &str| RequestTemplate {
+            weight: 1,
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: None,
+        };
+        let plan = LoadPlan {
+            requests: vec![
+                request("https://example.com/a"),
+                request("http://example.com/b"),
+                request("https://example.com/c"),
+                request("https://127.0.0.1:8443/d"),
+            ],
+            model: crate::plan::Model::Closed {
+                rate_per_worker: None,
+            },
+            stop: crate::plan::Stop::Requests { count: 1 },
+            connections: 1,
+            timeout: std::time::Duration::from_secs(1),
+            keepalive: true,
+            compression: false,
+            follow_redirects: false,
+            interval: std::time::Duration::from_secs(1),
+            threads: 1,
+            seed: 0,
+            track_header: None,
+            bad: Default::default(),
+        };
+        let (requests, origins) = compile(&plan).unwrap();
+        let at: Vec<usize> = requests.iter().map(|r| r.origin).collect();
+        assert_eq!(at, vec![0, 1, 0, 2]);
+        assert_eq!(
+            origins.iter().map(|o| o.port).collect::<Vec<_>>(),
+            vec![443, 80, 8443]
+        );
+        assert!(matches!(origins[0].tls, Some(ServerName::DnsName(_))));
+        assert!(origins[1].tls.is_none());
+        assert!(matches!(origins[2].tls, Some(ServerName::IpAddress(_))));
+        let head = |i: usize| String::from_utf8(requests[i].encoded.clone().unwrap().to_vec());
+        assert!(head(0)
+            .unwrap()
+            .starts_with("GET /a HTTP/1.1\r\nHost: example.com\r\n"));
+        assert!(head(3)
+            .unwrap()
+            .starts_with("GET /d HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n"));
+    }
+
+    #[test]
     fn urls() {
         let u = parse_url("http://127.0.0.1:8080/tasks?x=1").unwrap();
         assert_eq!(
@@ -469,6 +550,16 @@ mod tests {
         );
         let u = parse_url("http://[::1]:9/a").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
+        assert!(!u.tls);
+        let u = parse_url("https://example.com/x").unwrap();
+        assert_eq!(
+            (u.tls, u.authority.as_str(), u.host.as_str(), u.port),
+            (true, "example.com", "example.com", 443)
+        );
+        let u = parse_url("https://[::1]/").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (true, "::1", 443));
+        let u = parse_url("https://127.0.0.1:8443").unwrap();
+        assert_eq!((u.authority.as_str(), u.port), ("127.0.0.1:8443", 8443));
         assert!(parse_url("http://h/p?page={rand:1..3}").is_ok());
         for bad in [
             "127.0.0.1:80",
@@ -476,7 +567,8 @@ mod tests {
             "http://",
             "http://h:99999/",
             "http://h/a b",
-            "https://h/",
+            "https://",
+            "https://bad_host!/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
