@@ -8,22 +8,23 @@
 # Targets: ≤ 50 µs added at p50, ≥ 90 % of direct throughput. Release build.
 # On a small machine where wrk, nginx and the proxy share the cores, every hop
 # costs CPU that nginx `return 200` would otherwise use: compare with the peer.
-# So it also drives the same fixed offered load (open model, OFFERED_SHARE of
-# the direct maximum, `slolab load --rate`) through both paths and prints what
-# each delivered and its p99: whether the proxy loses requests or adds tail
-# latency at a load the machine can carry, apart from what a hop costs in CPU.
+# So it also drives the same fixed offered load (open model, `slolab load
+# --rate`, OFFERED_SHARE of the proxied path's measured maximum) through both
+# paths and prints what each delivered and its p99: whether the proxy loses
+# requests or adds tail latency at a load it can carry, apart from what a hop
+# costs in CPU.
 #
 #   ci/bench-proxy.sh
 #   DURATION=10s CONNS=64 ROUNDS=3 ci/bench-proxy.sh
 #   SKIP_BUILD=1 ci/bench-proxy.sh          # reuse the release build
-#   OFFERED_SHARE=0.5 ci/bench-proxy.sh     # fixed load at 50 % of direct max (default 30 %)
+#   OFFERED_SHARE=0.7 ci/bench-proxy.sh     # fixed load at 70 % of the proxied max (default 50 %)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-32}
 ROUNDS=${ROUNDS:-3}
-OFFERED_SHARE=${OFFERED_SHARE:-0.3}
+OFFERED_SHARE=${OFFERED_SHARE:-0.5}
 
 . ci/lib/nginx.sh
 bench_require wrk curl python3
@@ -87,23 +88,25 @@ import json, sys
 r = json.load(sys.stdin)
 print(r["outcomes"]["2xx"] / r["duration_s"], r["latency_ms"]["p99"] * 1000)'
 }
-RATE=$(python3 -c "print(int($(median "${d_rps[@]}") * $OFFERED_SHARE))")
-o_d_rps=(); o_p_rps=(); o_d_p99=(); o_p_p99=()
+RATE=$(python3 -c "print(int($(median "${p_rps[@]}") * $OFFERED_SHARE))")
+o_d_rps=(); o_p_rps=(); o_c_rps=(); o_d_p99=(); o_p_p99=(); o_c_p99=()
 for round in $(seq 1 "$ROUNDS"); do
     read -r rps p99 < <(offered "$DIRECT" "$RATE");  o_d_rps+=("$rps"); o_d_p99+=("$p99")
     read -r rps p99 < <(offered "$PROXIED" "$RATE"); o_p_rps+=("$rps"); o_p_p99+=("$p99")
-    echo "offered $RATE req/s, round $round: delivered direct ${o_d_rps[-1]} (p99 ${o_d_p99[-1]} µs), fault proxy ${o_p_rps[-1]} (p99 ${o_p_p99[-1]} µs)" >&2
+    read -r rps p99 < <(offered "$PLAIN" "$RATE");   o_c_rps+=("$rps"); o_c_p99+=("$p99")
+    echo "offered $RATE req/s, round $round: delivered direct ${o_d_rps[-1]} (p99 ${o_d_p99[-1]} µs), fault proxy ${o_p_rps[-1]} (p99 ${o_p_p99[-1]} µs), plain ${o_c_rps[-1]} (p99 ${o_c_p99[-1]} µs)" >&2
 done
 
 python3 - "$(median "${d_p50[@]}")" "$(median "${p_p50[@]}")" "$(median "${c_p50[@]}")" \
     "$(median "${d_rps[@]}")" "$(median "${p_rps[@]}")" "$(median "${c_rps[@]}")" \
     "$CONNS" "$DURATION" "$ROUNDS" "$RATE" "$OFFERED_SHARE" \
     "$(median "${o_d_rps[@]}")" "$(median "${o_p_rps[@]}")" \
-    "$(median "${o_d_p99[@]}")" "$(median "${o_p_p99[@]}")" <<'PY'
+    "$(median "${o_d_p99[@]}")" "$(median "${o_p_p99[@]}")" \
+    "$(median "${o_c_rps[@]}")" "$(median "${o_c_p99[@]}")" <<'PY'
 import sys
 dp, pp, cp, dr, pr, cr = map(float, sys.argv[1:7])
 conns, duration, rounds, rate, share = sys.argv[7:12]
-odr, opr, odp, opp = map(float, sys.argv[12:16])
+odr, opr, odp, opp, ocr, ocp = map(float, sys.argv[12:18])
 print(f"fault proxy (no toxic) vs direct vs plain copy_bidirectional proxy")
 print(f"(nginx return 200; wrk -t1; {duration} x {rounds} alternating rounds; medians)")
 print(f"  p50 latency, 1 connection   : direct {dp:.0f} µs, fault proxy {pp:.0f} µs, plain proxy {cp:.0f} µs")
@@ -111,7 +114,7 @@ print(f"    added by the fault proxy  : {pp - dp:.0f} µs  (target <= 50 µs; pl
 print(f"  throughput, {conns} connections: direct {dr:.0f} req/s, fault proxy {pr:.0f} req/s, plain proxy {cr:.0f} req/s")
 print(f"    fault proxy / direct      : {pr / dr:.1%}  (target >= 90 %)")
 print(f"    fault proxy / plain proxy : {pr / cr:.1%}")
-print(f"  fixed offered load {rate} req/s ({float(share):.0%} of the direct maximum; open model, {conns} connections):")
-print(f"    delivered                 : direct {odr:.0f} req/s, fault proxy {opr:.0f} req/s ({opr / odr:.1%})")
-print(f"    p99 latency               : direct {odp:.0f} µs, fault proxy {opp:.0f} µs")
+print(f"  fixed offered load {rate} req/s ({float(share):.0%} of the fault proxy's maximum; open model, {conns} connections):")
+print(f"    delivered                 : direct {odr:.0f} req/s, fault proxy {opr:.0f} req/s ({opr / odr:.1%}), plain proxy {ocr:.0f} req/s")
+print(f"    p99 latency               : direct {odp:.0f} µs, fault proxy {opp:.0f} µs, plain proxy {ocp:.0f} µs")
 PY
