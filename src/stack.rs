@@ -54,8 +54,8 @@ struct UpArgs {
     /// Tasks to seed at start.
     #[arg(long, default_value_t = 0)]
     seed_tasks: usize,
-    /// never | on-failure | on-failure:DELAY (e.g. on-failure:500ms)
-    #[arg(long, default_value = "never", value_parser = |s: &str| s.parse::<RestartPolicy>())]
+    /// never | on-failure (1 s delay) | on-failure:DELAY (e.g. on-failure:500ms)
+    #[arg(long, default_value = "on-failure", value_parser = |s: &str| s.parse::<RestartPolicy>())]
     restart: RestartPolicy,
     /// Logs, state file and SQLite database [default: $XDG_RUNTIME_DIR/slolab or /tmp/slolab-$UID/stack]
     #[arg(long)]

@@ -53,7 +53,7 @@ impl Default for StackSpec {
             port: 8080,
             seed_tasks: 0,
             seed_users: 10,
-            restart: RestartPolicy::Never,
+            restart: RestartPolicy::default(),
             run_dir: None,
             fault_proxies: true,
             api_threads: None,
@@ -85,17 +85,24 @@ pub enum GatewayKind {
 /// Like an orchestrator's: `never`, or `on-failure` (restart after a delay, on the
 /// same port and data, when a component exits without being asked to).
 /// Written `"never"`, `"on-failure"` (1 s delay) or `"on-failure:250ms"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The default is `on-failure`, as an orchestrator's is: a crashed or killed
+/// instance comes back; a scenario that wants it to stay dead says `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum RestartPolicy {
-    #[default]
     Never,
-    OnFailure {
-        delay: Duration,
-    },
+    OnFailure { delay: Duration },
 }
 
 pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy::OnFailure {
+            delay: DEFAULT_RESTART_DELAY,
+        }
+    }
+}
 
 impl FromStr for RestartPolicy {
     type Err = String;
