@@ -5,9 +5,12 @@
 # per CPU-second of the generator (user+sys from /usr/bin/time), peak RSS, and
 # each ratio to wrk from this same run; then slolab's peak RSS for a
 # 1,000,000-request run against a 10,000-request one.
+# The tools run in ROUNDS interleaved rounds and the ratios are medians of the
+# per-round ratios: on a shared or virtual machine (steal time) a single pair of
+# runs can be off by 20 % either way.
 #
 #   cargo build --release -p slolab && ci/bench-loadgen.sh
-#   SECONDS_PER_RUN=10 CONNECTIONS=50 SLOLAB=build/release/slolab ci/bench-loadgen.sh
+#   SECONDS_PER_RUN=10 CONNECTIONS=50 ROUNDS=5 SLOLAB=build/release/slolab ci/bench-loadgen.sh
 #
 # Other processes on the machine skew absolute figures; compare ratios.
 set -euo pipefail
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/.."
 
 SECS=${SECONDS_PER_RUN:-10}
 CONNS=${CONNECTIONS:-50}
+ROUNDS=${ROUNDS:-3}
 SLOLAB=${SLOLAB:-build/release/slolab}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "bench-loadgen: nginx is required" >&2; exit 1; }
@@ -55,11 +59,11 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 URL="http://127.0.0.1:$port/"
-echo "nginx pid $nginx_pid on $URL (core $SERVER_CPU); generators on core $GEN_CPU; ${SECS}s, $CONNS connections"
+echo "nginx pid $nginx_pid on $URL (core $SERVER_CPU); generators on core $GEN_CPU; ${SECS}s, $CONNS connections, $ROUNDS rounds"
 echo
 
-# run NAME REQUEST-COUNT-EXTRACTOR CMD...: runs CMD pinned under /usr/bin/time.
-declare -A RPS CPU_RATE RSS
+# run NAME REQUEST-COUNT-EXTRACTOR CMD...: runs CMD pinned under /usr/bin/time
+# and appends "round name requests wall user sys rss" to $work/rows.
 run() {
     local name=$1 extract=$2; shift 2
     "$TIME" -f "%e %U %S %M" -o "$work/$name.time" taskset -c "$GEN_CPU" "$@" > "$work/$name.out" 2> "$work/$name.err" || {
@@ -67,31 +71,52 @@ run() {
     local requests wall user sys rss
     requests=$($extract "$work/$name.out")
     read -r wall user sys rss < <(tail -1 "$work/$name.time")
-    RPS[$name]=$(awk -v n="$requests" -v w="$wall" 'BEGIN { printf "%.0f", n / w }')
-    CPU_RATE[$name]=$(awk -v n="$requests" -v u="$user" -v s="$sys" 'BEGIN { c = u + s; if (c <= 0) c = 0.01; printf "%.0f", n / c }')
-    RSS[$name]=$rss
-    printf "%-8s %10s requests  %9s req/s  %9s req/CPU-s  %7s KB peak RSS  (cpu %ss user + %ss sys)\n" \
-        "$name" "$requests" "${RPS[$name]}" "${CPU_RATE[$name]}" "$rss" "$user" "$sys"
+    echo "$round $name $requests $wall $user $sys $rss" >> "$work/rows"
+    awk -v n="$name" -v r="$requests" -v w="$wall" -v u="$user" -v s="$sys" -v m="$rss" 'BEGIN {
+        c = u + s; if (c <= 0) c = 0.01
+        printf "  %-8s %10d requests  %9.0f req/s  %9.0f req/CPU-s  %7d KB peak RSS  (cpu %ss user + %ss sys)\n", n, r, r / w, r / c, m, u, s }'
 }
 count_wrk() { awk '/requests in/ { print $1 }' "$1"; }
 count_responses() { awk '/\[2[0-9][0-9]\]/ { gsub(/[^0-9]/, " ", $0); split($0, a, " "); s += a[2] } END { print s + 0 }' "$1"; }
 count_slolab() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcomes"]["2xx"])' "$1"; }
 
-run slolab count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --json "$URL"
-command -v wrk >/dev/null && run wrk count_wrk wrk -t1 -c "$CONNS" -d "${SECS}s" "$URL"
-command -v hey >/dev/null && run hey count_responses hey -z "${SECS}s" -c "$CONNS" "$URL"
-command -v oha >/dev/null && run oha count_responses oha -z "${SECS}s" -c "$CONNS" --no-tui "$URL"
+: > "$work/rows"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round"
+    run slolab count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --json "$URL"
+    command -v wrk >/dev/null && run wrk count_wrk wrk -t1 -c "$CONNS" -d "${SECS}s" "$URL"
+    command -v hey >/dev/null && run hey count_responses hey -z "${SECS}s" -c "$CONNS" "$URL"
+    command -v oha >/dev/null && run oha count_responses oha -z "${SECS}s" -c "$CONNS" --no-tui "$URL"
+done
 
 echo
-if [ -n "${CPU_RATE[wrk]:-}" ]; then
-    for name in slolab hey oha; do
-        [ -n "${CPU_RATE[$name]:-}" ] || continue
-        awk -v n="$name" -v a="${CPU_RATE[$name]}" -v b="${CPU_RATE[wrk]}" -v r="${RPS[$name]}" -v w="${RPS[wrk]}" \
-            'BEGIN { printf "%-8s req/CPU-s vs wrk: %.2fx   req/s vs wrk: %.2fx\n", n, a / b, r / w }'
-    done
-else
-    echo "wrk not installed: no ratios"
-fi
+python3 - "$work/rows" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    rnd, name, n, wall, user, sys_ = line.split()[:6]
+    rss = int(line.split()[6])
+    n, wall, cpu = int(n), float(wall), max(float(user) + float(sys_), 0.01)
+    rows.setdefault(int(rnd), {})[name] = (n / wall, n / cpu, rss)
+names = []
+for r in rows.values():
+    names += [k for k in r if k not in names]
+print("medians over rounds:      req/s   req/CPU-s  peak RSS")
+for name in names:
+    got = [r[name] for r in rows.values() if name in r]
+    print(f"  {name:8s} {statistics.median(g[0] for g in got):12.0f} {statistics.median(g[1] for g in got):11.0f} {max(g[2] for g in got):7d} KB")
+if not any("wrk" in r for r in rows.values()):
+    print("wrk not installed: no ratios")
+    sys.exit(0)
+print()
+for name in names:
+    if name == "wrk":
+        continue
+    cpu = [r[name][1] / r["wrk"][1] for r in rows.values() if name in r and "wrk" in r]
+    rps = [r[name][0] / r["wrk"][0] for r in rows.values() if name in r and "wrk" in r]
+    print(f"{name:8s} req/CPU-s vs wrk: {statistics.median(cpu):.2f}x (rounds {' '.join(f'{x:.2f}' for x in cpu)})"
+          f"   req/s vs wrk: {statistics.median(rps):.2f}x")
+PY
 
 echo
 echo "slolab peak RSS by request count (memory must not grow with requests):"
