@@ -45,13 +45,13 @@ struct InjectArgs {
     fault: String,
     target: String,
     /// Revert after this long (e.g. 10s); without it the fault stays until reverted.
-    #[arg(long = "for", value_parser = duration)]
+    #[arg(long = "for", value_parser = chaos::duration::parse)]
     duration: Option<Duration>,
     /// latency: added delay (e.g. 200ms).
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = chaos::duration::parse)]
     latency: Option<Duration>,
     /// latency: ± uniform jitter.
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = chaos::duration::parse)]
     jitter: Option<Duration>,
     /// latency, bandwidth, limit-data: upstream | downstream (default) | both.
     #[arg(long)]
@@ -63,7 +63,7 @@ struct InjectArgs {
     #[arg(long)]
     bytes: Option<u64>,
     /// slow-close: how long the close is held back.
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = chaos::duration::parse)]
     delay: Option<Duration>,
     /// Network faults: fraction of connections affected, 0.0..=1.0 (default 1).
     #[arg(long)]
@@ -96,7 +96,7 @@ struct PlanArgs {
     dry_run: bool,
     /// The run's length, bounding monkey mode [default: the sum of the file's
     /// load stages, else 60s].
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = chaos::duration::parse)]
     duration: Option<Duration>,
     /// API instances to plan for when no stack is running [default: the file's
     /// `stack.instances`, else 2].
@@ -104,10 +104,6 @@ struct PlanArgs {
     instances: Option<usize>,
     #[command(flatten)]
     stack: StackDir,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    chaos::duration::parse(s)
 }
 
 pub fn main(args: ChaosArgs) -> anyhow::Result<ExitCode> {

@@ -117,8 +117,7 @@ pub fn hey_spellings(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration like 10s or 500ms ({e})"))?;
+    let d = chaos::duration::parse(s)?;
     if d.is_zero() {
         return Err(format!("{s:?}: the duration must be more than 0"));
     }

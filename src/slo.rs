@@ -294,11 +294,7 @@ fn parse_latency_map(
 }
 
 fn parse_duration(field: &str, s: &str) -> Result<Duration, SloError> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-        invalid(format!(
-            "{field} = {s:?}: {e}; expected a duration such as \"250ms\" or \"5s\""
-        ))
-    })?;
+    let d = chaos::duration::parse(s).map_err(|e| invalid(format!("{field} = {s:?}: {e}")))?;
     if d.is_zero() {
         return Err(invalid(format!("{field} = {s:?}: must be more than zero")));
     }
