@@ -109,6 +109,9 @@ impl StackState {
             .open(&tmp)
             .map_err(io)?;
         file.write_all(&json).map_err(io)?;
+        // Durable before it is visible, as the results file and the chaos
+        // ledger are: a crash after the rename must not leave an empty state.
+        file.sync_all().map_err(io)?;
         drop(file);
         std::fs::rename(&tmp, &path).map_err(io)
     }
