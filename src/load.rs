@@ -82,9 +82,12 @@ pub struct LoadArgs {
     /// Timeline bucket width.
     #[arg(long = "interval", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Runtime threads (0: one per core).
+    /// Generator threads (0: one per core).
     #[arg(long = "threads", default_value_t = 0)]
     pub threads: usize,
+    /// I/O backend: auto (io_uring when the kernel allows it, else epoll), epoll or uring.
+    #[arg(long = "io", default_value = "auto")]
+    pub io: loadgen::Io,
     /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body.
     #[arg(long = "seed", default_value_t = 1)]
     pub seed: u64,
@@ -279,6 +282,7 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
         seed: args.seed,
         track_header: args.track_header.clone(),
         bad: BadPolicy::default(),
+        io: args.io,
     };
     loadgen::validate(&plan)?;
     Ok(plan)

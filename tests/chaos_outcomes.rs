@@ -67,6 +67,7 @@ fn plan(addr: SocketAddr) -> LoadPlan {
         seed: 1,
         track_header: None,
         bad: BadPolicy::default(),
+        io: Default::default(),
     }
 }
 

@@ -104,7 +104,7 @@ fn hey_command_line_prints_heys_sections() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_1() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["not a url"], "invalid URL"),
         (&["http://127.0.0.1:1/a b"], "invalid URL"),
         (&["--no-such-flag", "http://127.0.0.1:1/"], "--no-such-flag"),
@@ -119,6 +119,7 @@ fn bad_input_is_one_line_and_exit_1() {
         ),
         (&["--stage", "5x@3", "http://127.0.0.1:1/"], "--stage"),
         (&["--stage", "5s", "http://127.0.0.1:1/"], "--stage"),
+        (&["--io", "kqueue", "http://127.0.0.1:1/"], "--io"),
     ];
     for (args, needle) in cases {
         let out = slolab(args);

@@ -12,24 +12,24 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::epoll::Epoll;
 use crate::http1::{Conn, Failure, Marks, ResponseMeta, Wanted};
 use crate::outcome::Outcome;
 use crate::pacer::Schedule;
-use crate::plan::{LoadPlan, Model, Stop};
-use crate::record::{outcome_map, Aggregator, Recorder, Sample};
+use crate::plan::{Io, LoadPlan, Model, Stop};
+use crate::record::{outcome_map, Aggregator, Message, Recorder, Sample};
 use crate::results::{
     encode_histogram, Host, PacerStats, Results, RunMeta, Tool, Totals, SCHEMA_VERSION,
 };
+use crate::sock::{Backend, Socket};
 use crate::template::{self, CompiledRequest, Expansion, Origin};
 use crate::tls;
+#[cfg(target_os = "linux")]
+use crate::uring::Uring;
 use crate::{LoadError, Progress, RequestRow};
 
 /// A send more than this after its scheduled time counts as late.
 pub const LATE_THRESHOLD: Duration = Duration::from_millis(10);
-/// How early the open-model pacer aims its timer. tokio rounds a deadline up to
-/// its next millisecond tick and epoll adds up to another; aiming two ticks early
-/// lands sends in about [due - 1ms, due] instead of [due, due + 1ms].
-const TIMER_TICK: Duration = Duration::from_millis(2);
 /// Redirect hops followed before giving up (Go's client, hence hey, stops at 10).
 const MAX_REDIRECTS: usize = 10;
 
@@ -79,7 +79,7 @@ impl Shared {
     }
 
     /// Sleeps until `t` unless the run stops first; false when it stopped.
-    async fn wait_until(&self, t: Instant) -> bool {
+    async fn wait_until<B: Backend>(&self, t: Instant) -> bool {
         let notified = self.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -87,7 +87,8 @@ impl Shared {
             return false;
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(t.into()) => !self.stopping.load(Ordering::Acquire),
+            biased;
+            _ = B::sleep_until(t) => !self.stopping.load(Ordering::Acquire),
             _ = notified => false,
         }
     }
@@ -117,17 +118,17 @@ struct Exchanged {
     marks: Marks,
 }
 
-struct Worker {
+struct Worker<B: Backend> {
     shared: Arc<Shared>,
     pacer: Pacer,
-    conns: Vec<Option<Conn>>,
+    conns: Vec<Option<Conn<B::Socket>>>,
     rng: ChaCha8Rng,
     pick: Option<WeightedIndex<u32>>,
     scratch: Vec<u8>,
     recorder: Recorder,
 }
 
-impl Worker {
+impl<B: Backend> Worker<B> {
     /// The next send: `None` to stop, else the time latency counts from when it
     /// is a schedule's (open model).
     async fn next(&mut self) -> Option<Option<Instant>> {
@@ -142,7 +143,7 @@ impl Worker {
                 *next = due.max(Instant::now()) + *period;
                 if due > Instant::now() {
                     self.recorder.roll(shared.index(due));
-                    if !shared.wait_until(due).await {
+                    if !shared.wait_until::<B>(due).await {
                         return None;
                     }
                 }
@@ -155,13 +156,13 @@ impl Worker {
                 }
                 let schedule = shared.schedule.as_ref().expect("open model has a schedule");
                 let due = shared.start + Duration::from_secs_f64(schedule.at(k)?);
-                // See TIMER_TICK: an early send counts from the actual send, so
+                // See TIMER_SLACK: an early send counts from the actual send, so
                 // aiming early never undercounts latency; aiming late would add
                 // artificial lateness to every request.
-                let wake = due - TIMER_TICK.min(due - shared.start);
+                let wake = due - B::TIMER_SLACK.min(due - shared.start);
                 if wake > Instant::now() {
                     self.recorder.roll(shared.index(due));
-                    if !shared.wait_until(wake).await {
+                    if !shared.wait_until::<B>(wake).await {
                         return None;
                     }
                 }
@@ -177,7 +178,7 @@ impl Worker {
         // (each registers and deregisters a timer entry: measurable user time at
         // tens of thousands of requests/s). It lags behind: it is only moved to
         // the current request's deadline when it fires before it.
-        let watchdog = tokio::time::sleep(timeout);
+        let watchdog = B::sleep_until(Instant::now() + timeout);
         tokio::pin!(watchdog);
         while let Some(due) = self.next().await {
             let sent = Instant::now();
@@ -192,7 +193,7 @@ impl Worker {
                 None => 0,
             };
             let mut phase = Phase::Connecting;
-            let deadline = tokio::time::Instant::from_std(sent + timeout);
+            let deadline = sent + timeout;
             let result = {
                 let attempt = self.attempt(&shared, which, &mut phase);
                 tokio::pin!(attempt);
@@ -202,10 +203,10 @@ impl Worker {
                         r = &mut attempt => break Ok(r),
                         _ = &mut watchdog => {
                             // Compared by deadline, not by reading the clock again.
-                            if watchdog.deadline() >= deadline {
+                            if B::deadline(&watchdog) >= deadline {
                                 break Err(());
                             }
-                            watchdog.as_mut().reset(deadline);
+                            B::reset(watchdog.as_mut(), deadline);
                         }
                     }
                 }
@@ -374,7 +375,7 @@ impl Worker {
                         .await
                     }
                     None => {
-                        let mut once = vec![None];
+                        let mut once: Vec<Option<Conn<B::Socket>>> = vec![None];
                         send_on(
                             shared,
                             &mut once,
@@ -438,9 +439,9 @@ async fn resolve_location(
 /// Sends on the pooled connection for `origin` (connecting when there is none),
 /// retrying once on a fresh connection when a reused one turns out to be closed.
 #[allow(clippy::too_many_arguments)]
-async fn send_on(
+async fn send_on<S: Socket>(
     shared: &Shared,
-    conns: &mut [Option<Conn>],
+    conns: &mut [Option<Conn<S>>],
     origin: usize,
     off_pool: Option<&Origin>,
     bytes: &[u8],
@@ -489,6 +490,153 @@ async fn send_on(
     Err(Failure::Closed {
         before_response: true,
     })
+}
+
+/// A worker for connection `id`: its own seeded random stream, pacer, connection
+/// slots and recorder.
+fn worker<B: Backend>(
+    shared: &Arc<Shared>,
+    id: usize,
+    tx: &mpsc::UnboundedSender<Message>,
+) -> Worker<B> {
+    let plan = &shared.plan;
+    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+    rng.set_stream(id as u64);
+    let pacer = match plan.model {
+        Model::Closed {
+            rate_per_worker: None,
+        } => Pacer::Closed,
+        Model::Closed {
+            rate_per_worker: Some(q),
+        } => Pacer::PerWorker {
+            period: Duration::from_secs_f64(1.0 / q),
+            next: shared.start,
+        },
+        Model::Open { .. } => Pacer::Open,
+    };
+    let weights: Vec<u32> = plan.requests.iter().map(|r| r.weight).collect();
+    Worker {
+        shared: shared.clone(),
+        pacer,
+        conns: (0..shared.origins.len()).map(|_| None).collect(),
+        rng,
+        pick: (weights.len() > 1).then(|| WeightedIndex::new(&weights).expect("weights validated")),
+        scratch: Vec::new(),
+        recorder: Recorder::new(plan.bad.clone(), tx.clone()),
+    }
+}
+
+/// The workers, running: on the caller's tokio runtime (epoll) or on threads of
+/// their own, one io_uring each.
+enum Running {
+    Epoll,
+    #[cfg(target_os = "linux")]
+    Uring(Vec<std::thread::JoinHandle<std::io::Result<()>>>),
+}
+
+impl Running {
+    fn name(&self) -> &'static str {
+        match self {
+            Running::Epoll => "epoll",
+            #[cfg(target_os = "linux")]
+            Running::Uring(_) => "uring",
+        }
+    }
+
+    /// Waits for the io_uring threads to finish tearing down their rings.
+    async fn join(self) -> Result<(), LoadError> {
+        match self {
+            Running::Epoll => Ok(()),
+            #[cfg(target_os = "linux")]
+            Running::Uring(threads) => {
+                for t in threads {
+                    let joined = tokio::task::spawn_blocking(move || t.join())
+                        .await
+                        .map_err(|e| LoadError::Runtime(std::io::Error::other(e)))?;
+                    match joined {
+                        Ok(r) => r.map_err(LoadError::Runtime)?,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Picks the backend (`plan.io`) and starts one worker per connection on it.
+fn spawn_workers(
+    shared: &Arc<Shared>,
+    tx: &mpsc::UnboundedSender<Message>,
+) -> Result<Running, LoadError> {
+    let plan = &shared.plan;
+    #[cfg(target_os = "linux")]
+    {
+        let uring = match plan.io {
+            Io::Epoll => false,
+            Io::Uring => {
+                crate::uring::available().map_err(|e| {
+                    LoadError::Plan(format!("the io_uring backend is not available here: {e}"))
+                })?;
+                true
+            }
+            Io::Auto => match crate::uring::available() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(error = %e, "io_uring is not available; using epoll");
+                    false
+                }
+            },
+        };
+        if uring {
+            return spawn_uring(shared, tx).map(Running::Uring);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    if plan.io == Io::Uring {
+        return Err(LoadError::Plan("the io_uring backend needs Linux".into()));
+    }
+    for id in 0..plan.connections {
+        tokio::spawn(worker::<Epoll>(shared, id, tx).run());
+    }
+    Ok(Running::Epoll)
+}
+
+/// `plan.threads` threads (0: one per core, never more than connections), each
+/// running its share of the workers on its own io_uring. Workers are built on
+/// their thread: their sockets belong to that thread's ring.
+#[cfg(target_os = "linux")]
+fn spawn_uring(
+    shared: &Arc<Shared>,
+    tx: &mpsc::UnboundedSender<Message>,
+) -> Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>, LoadError> {
+    let plan = &shared.plan;
+    let threads = match plan.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(plan.connections);
+    // Redirects to another host resolve names through tokio's blocking pool.
+    let handle = tokio::runtime::Handle::current();
+    let mut joins = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let (shared, tx, handle) = (shared.clone(), tx.clone(), handle.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("loadgen-uring-{t}"))
+            .spawn(move || {
+                let _runtime = handle.enter();
+                let tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = (t
+                    ..shared.plan.connections)
+                    .step_by(threads)
+                    .map(|id| Box::pin(worker::<Uring>(&shared, id, &tx).run()) as _)
+                    .collect();
+                drop(tx);
+                crate::uring::block_on_all(tasks)
+            })
+            .map_err(LoadError::Runtime)?;
+        joins.push(spawned);
+    }
+    Ok(joins)
 }
 
 pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
@@ -566,19 +714,14 @@ pub(crate) async fn run(
         }
         o.addrs = addrs;
     }
-    let (pacer_kind, schedule) = match &plan.model {
-        Model::Closed {
-            rate_per_worker: None,
-        } => (0, None),
-        Model::Closed {
-            rate_per_worker: Some(_),
-        } => (1, None),
+    let schedule = match &plan.model {
+        Model::Closed { .. } => None,
         Model::Open { stages } => {
             let limit = match plan.stop {
                 Stop::Duration { duration } => Some(duration),
                 _ => None,
             };
-            (2, Some(Schedule::new(stages, limit)))
+            Some(Schedule::new(stages, limit))
         }
     };
     let count = match plan.stop {
@@ -612,38 +755,7 @@ pub(crate) async fn run(
     });
     let plan = &shared.plan;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let weights: Vec<u32> = plan.requests.iter().map(|r| r.weight).collect();
-    for id in 0..plan.connections {
-        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        rng.set_stream(id as u64);
-        let pacer = match pacer_kind {
-            0 => Pacer::Closed,
-            1 => {
-                let q = match plan.model {
-                    Model::Closed {
-                        rate_per_worker: Some(q),
-                    } => q,
-                    _ => unreachable!("pacer kind 1 is the per-worker rate"),
-                };
-                Pacer::PerWorker {
-                    period: Duration::from_secs_f64(1.0 / q),
-                    next: start,
-                }
-            }
-            _ => Pacer::Open,
-        };
-        let worker = Worker {
-            shared: shared.clone(),
-            pacer,
-            conns: (0..shared.origins.len()).map(|_| None).collect(),
-            rng,
-            pick: (weights.len() > 1)
-                .then(|| WeightedIndex::new(&weights).expect("weights validated")),
-            scratch: Vec::new(),
-            recorder: Recorder::new(plan.bad.clone(), tx.clone()),
-        };
-        tokio::spawn(worker.run());
-    }
+    let io = spawn_workers(&shared, &tx)?;
     drop(tx);
     let stopper = {
         let shared = shared.clone();
@@ -702,6 +814,8 @@ pub(crate) async fn run(
     }
     stopper.abort();
     let finished = Instant::now();
+    let io_name = io.name();
+    io.join().await?;
     let elapsed = finished - start;
     let last_idx = (elapsed.as_micros() as u64).saturating_sub(1) / shared.interval_us;
     let lag = agg.lag.clone();
@@ -782,6 +896,7 @@ pub(crate) async fn run(
             commit,
             host: host(),
             interrupted,
+            io: Some(io_name.into()),
         },
         plan: shared.plan.clone(),
         totals,

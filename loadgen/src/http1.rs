@@ -5,22 +5,23 @@
 
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tokio::io::unix::AsyncFd;
 
 use crate::outcome::Outcome;
+use crate::sock::Socket;
 
 /// Initial read buffer per connection; grows only for response heads larger than this.
 const BUF_SIZE: usize = 16 * 1024;
 /// A response head larger than this is treated as a protocol error.
 const MAX_HEAD: usize = 256 * 1024;
 const MAX_HEADERS: usize = 64;
+/// Ciphertext read per socket read on TLS connections (one full TLS record and more).
+const TLS_RX: usize = 32 * 1024;
 
 /// Why an exchange failed, before timeouts are taken into account.
 #[derive(Debug)]
@@ -111,14 +112,14 @@ pub(crate) struct Wanted<'a> {
     pub tracked: Option<&'a str>,
 }
 
-/// Connects to the first address that accepts, with TCP_NODELAY.
-async fn connect(addrs: &[SocketAddr]) -> Result<AsyncFd<TcpStream>, Failure> {
+/// Connects to the first address that accepts.
+async fn connect<S: Socket>(addrs: &[SocketAddr]) -> Result<S, Failure> {
     let mut last = Failure::Other(io::Error::new(
         io::ErrorKind::AddrNotAvailable,
         "no address to connect to",
     ));
     for addr in addrs {
-        match connect_one(addr).await {
+        match S::connect(addr).await {
             Ok(s) => return Ok(s),
             Err(e) => last = Failure::from_io(e, true),
         }
@@ -126,44 +127,9 @@ async fn connect(addrs: &[SocketAddr]) -> Result<AsyncFd<TcpStream>, Failure> {
     Err(last)
 }
 
-/// A non-blocking connect registered once with the reactor (a tokio `TcpStream`
-/// would be registered, then deregistered again to become an `AsyncFd`).
-async fn connect_one(addr: &SocketAddr) -> io::Result<AsyncFd<TcpStream>> {
-    let socket = Socket::new(
-        Domain::for_address(*addr),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
-    match socket.connect(&SockAddr::from(*addr)) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    // SAFETY: a std `TcpStream` owns its descriptor until it is dropped, and
-    // the `AsyncFd` owns the stream, so the descriptor stays open and the same.
-    let fd = unsafe { AsyncFd::register(TcpStream::from(socket)) }?;
-    // Writable means the handshake ended; SO_ERROR says how. (A connected
-    // socket stays writable, so the readiness is left as it is.)
-    let _handshake = fd.writable().await?;
-    if let Some(e) = fd.get_ref().take_error()? {
-        return Err(e);
-    }
-    drop(_handshake);
-    Ok(fd)
-}
-
-/// One keep-alive connection and its read buffer.
-///
-/// The socket is driven through `AsyncFd` rather than tokio's `TcpStream` so a
-/// short read can clear read readiness: tokio keeps a socket marked readable
-/// after any successful read, so the read after the next request would hit the
-/// kernel and come back `EAGAIN` before waiting on epoll (one wasted syscall per
-/// request). A short read means the receive queue was drained, and with
-/// edge-triggered epoll the next arrival raises a fresh readiness event.
-pub(crate) struct Conn {
-    stream: AsyncFd<TcpStream>,
+/// One keep-alive connection over a backend's socket, and its read buffer.
+pub(crate) struct Conn<S> {
+    sock: S,
     transport: Transport,
     buf: Vec<u8>,
     start: usize,
@@ -178,10 +144,21 @@ pub(crate) struct Conn {
 enum Transport {
     Plain,
     /// Boxed: a rustls session is large, and plain connections should not carry it.
-    Tls(Box<ClientConnection>),
+    Tls(Box<Tls>),
 }
 
-impl Conn {
+/// A rustls session and the ciphertext on its way in and out.
+struct Tls {
+    session: ClientConnection,
+    /// Ciphertext read from the socket that rustls has not taken yet.
+    rx: Vec<u8>,
+    rx_start: usize,
+    rx_end: usize,
+    /// Ciphertext rustls produced, on its way to the socket.
+    tx: Vec<u8>,
+}
+
+impl<S: Socket> Conn<S> {
     /// Connects and, for TLS, completes the handshake: both are the connect phase
     /// (hey counts the handshake in "DNS+dialup"), so a server that never answers
     /// the handshake is a connect timeout.
@@ -189,19 +166,26 @@ impl Conn {
         addrs: &[SocketAddr],
         tls: Option<(&Arc<ClientConfig>, &ServerName<'static>)>,
     ) -> Result<Self, Failure> {
-        let stream = connect(addrs).await?;
+        let sock = connect(addrs).await?;
         let Some((config, name)) = tls else {
-            return Ok(Self::new(stream, Transport::Plain));
+            return Ok(Self::new(sock, Transport::Plain));
         };
         let session = ClientConnection::new(config.clone(), name.clone()).map_err(tls_failure)?;
-        let mut conn = Self::new(stream, Transport::Tls(Box::new(session)));
+        let tls = Tls {
+            session,
+            rx: vec![0; TLS_RX],
+            rx_start: 0,
+            rx_end: 0,
+            tx: Vec::new(),
+        };
+        let mut conn = Self::new(sock, Transport::Tls(Box::new(tls)));
         conn.handshake().await?;
         Ok(conn)
     }
 
-    fn new(stream: AsyncFd<TcpStream>, transport: Transport) -> Self {
+    fn new(sock: S, transport: Transport) -> Self {
         Self {
-            stream,
+            sock,
             transport,
             buf: vec![0; BUF_SIZE],
             start: 0,
@@ -250,13 +234,13 @@ impl Conn {
             return Ok(());
         };
         loop {
-            flush_tls(&self.stream, tls)
+            tls.flush(&mut self.sock)
                 .await
                 .map_err(|e| Failure::from_io(e, true))?;
-            if !tls.is_handshaking() {
+            if !tls.session.is_handshaking() {
                 return Ok(());
             }
-            if recv_tls(&self.stream, tls, true).await? == 0 {
+            if tls.recv(&mut self.sock, true).await? == 0 {
                 // No alert, just a closed connection: a reset, as when a plain
                 // server closes before answering.
                 return Err(Failure::Closed {
@@ -266,39 +250,19 @@ impl Conn {
         }
     }
 
-    /// Writes straight away (the send buffer almost always has room) and waits
-    /// for write readiness only after `EAGAIN`.
     async fn write_all(&mut self, mut request: &[u8]) -> io::Result<()> {
-        if let Transport::Tls(tls) = &mut self.transport {
-            while !request.is_empty() {
-                // Encrypts into rustls's send buffer, which holds at most its
-                // limit (64 KiB by default): larger requests go in pieces.
-                let n = tls.writer().write(request)?;
-                if n == 0 && !tls.wants_write() {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                request = &request[n..];
-                flush_tls(&self.stream, tls).await?;
-            }
-            return Ok(());
-        }
+        let Transport::Tls(tls) = &mut self.transport else {
+            return self.sock.send_all(request).await;
+        };
         while !request.is_empty() {
-            let n = match self.stream.get_ref().write(request) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let mut guard = self.stream.writable().await?;
-                    match guard.try_io(|s| s.get_ref().write(request)) {
-                        Ok(r) => r?,
-                        Err(_would_block) => continue,
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
+            // Encrypts into rustls's send buffer, which holds at most its limit
+            // (64 KiB by default): larger requests go in pieces.
+            let n = tls.session.writer().write(request)?;
+            if n == 0 && !tls.session.wants_write() {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             request = &request[n..];
+            tls.flush(&mut self.sock).await?;
         }
         Ok(())
     }
@@ -324,34 +288,14 @@ impl Conn {
             *first_byte = FirstByte::At(Instant::now());
         }
         let before = *first_byte == FirstByte::None;
-        if let Transport::Tls(tls) = &mut self.transport {
-            let n = fill_tls(&self.stream, tls, &mut self.buf[self.end..], before).await?;
-            if n > 0 && before {
-                *first_byte = FirstByte::Unmarked;
-            }
-            self.end += n;
-            return Ok(n);
-        }
-        let n = loop {
-            let mut guard = self
-                .stream
-                .readable()
+        let dst = &mut self.buf[self.end..];
+        let n = match &mut self.transport {
+            Transport::Plain => self
+                .sock
+                .recv(dst)
                 .await
-                .map_err(|e| Failure::from_io(e, before))?;
-            let dst = &mut self.buf[self.end..];
-            match guard.get_inner().read(dst) {
-                Ok(n) => {
-                    // Short: the receive queue is empty now (see `Conn`). The
-                    // guard's tick keeps an event that raced in from being lost.
-                    if n > 0 && n < dst.len() {
-                        guard.clear_ready();
-                    }
-                    break n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Failure::from_io(e, before)),
-            }
+                .map_err(|e| Failure::from_io(e, before))?,
+            Transport::Tls(tls) => tls.fill(&mut self.sock, dst, before).await?,
         };
         if n > 0 && before {
             *first_byte = FirstByte::Unmarked;
@@ -515,103 +459,71 @@ impl Conn {
     }
 }
 
-/// The socket as rustls reads it, noting whether a read came back short (the
-/// receive queue is drained: see `Conn`).
-struct ShortRead<'a> {
-    socket: &'a TcpStream,
-    short: bool,
-}
-
-impl Read for ShortRead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.socket.read(buf)?;
-        self.short = n < buf.len();
-        Ok(n)
-    }
-}
-
 fn tls_failure(e: rustls::Error) -> Failure {
     Failure::Protocol(format!("TLS: {e}"))
 }
 
-/// Sends whatever rustls has queued, waiting for writability only after `EAGAIN`.
-async fn flush_tls(stream: &AsyncFd<TcpStream>, tls: &mut ClientConnection) -> io::Result<()> {
-    while tls.wants_write() {
-        let mut socket = stream.get_ref();
-        match tls.write_tls(&mut socket) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut guard = stream.writable().await?;
-                // `try_io` clears write readiness if this comes back `EAGAIN` too.
-                if let Ok(r) = guard.try_io(|s| tls.write_tls(&mut s.get_ref())) {
-                    if r? == 0 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                }
-            }
-            Err(e) => return Err(e),
+impl Tls {
+    /// Sends whatever rustls has queued.
+    async fn flush<S: Socket>(&mut self, sock: &mut S) -> io::Result<()> {
+        while self.session.wants_write() {
+            self.tx.clear();
+            self.session.write_tls(&mut self.tx)?;
+            sock.send_all(&self.tx).await?;
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// One socket read into rustls, then decryption; `Ok(0)` is EOF. A TLS alert
-/// or a malformed record is a protocol error carrying rustls's words.
-async fn recv_tls(
-    stream: &AsyncFd<TcpStream>,
-    tls: &mut ClientConnection,
-    before: bool,
-) -> Result<usize, Failure> {
-    let n = loop {
-        let mut guard = stream
-            .readable()
-            .await
-            .map_err(|e| Failure::from_io(e, before))?;
-        let mut socket = ShortRead {
-            socket: guard.get_inner(),
-            short: false,
-        };
-        match tls.read_tls(&mut socket) {
-            Ok(n) => {
-                if n > 0 && socket.short {
-                    guard.clear_ready();
-                }
-                break n;
+    /// Feeds rustls one more piece of ciphertext (reading the socket when none
+    /// is left over), then decrypts; `Ok(0)` is EOF. A TLS alert or a
+    /// malformed record is a protocol error carrying rustls's words.
+    async fn recv<S: Socket>(&mut self, sock: &mut S, before: bool) -> Result<usize, Failure> {
+        if self.rx_start == self.rx_end {
+            let n = sock
+                .recv(&mut self.rx)
+                .await
+                .map_err(|e| Failure::from_io(e, before))?;
+            if n == 0 {
+                return Ok(0);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Failure::from_io(e, before)),
+            self.rx_start = 0;
+            self.rx_end = n;
         }
-    };
-    tls.process_new_packets().map_err(tls_failure)?;
-    Ok(n)
-}
-
-/// Reads plaintext into `dst`, pulling records off the socket as needed; `Ok(0)`
-/// is the end of the connection, with or without a `close_notify`.
-async fn fill_tls(
-    stream: &AsyncFd<TcpStream>,
-    tls: &mut ClientConnection,
-    dst: &mut [u8],
-    before: bool,
-) -> Result<usize, Failure> {
-    loop {
-        match tls.reader().read(dst) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-            Err(e) => return Err(Failure::from_io(e, before)),
-        }
-        let got = recv_tls(stream, tls, before).await?;
-        // Post-handshake messages may need an answer (a TLS 1.3 key update).
-        flush_tls(stream, tls)
-            .await
+        let mut pending = &self.rx[self.rx_start..self.rx_end];
+        let taken = self
+            .session
+            .read_tls(&mut pending)
             .map_err(|e| Failure::from_io(e, before))?;
-        if got == 0 {
-            // EOF: whatever plaintext the last records held, then the end.
-            return Ok(tls.reader().read(dst).unwrap_or(0));
+        self.rx_start += taken;
+        self.session.process_new_packets().map_err(tls_failure)?;
+        // `pending` was not empty, so rustls took at least one byte.
+        Ok(taken)
+    }
+
+    /// Reads plaintext into `dst`, pulling records off the socket as needed;
+    /// `Ok(0)` is the end of the connection, with or without a `close_notify`.
+    async fn fill<S: Socket>(
+        &mut self,
+        sock: &mut S,
+        dst: &mut [u8],
+        before: bool,
+    ) -> Result<usize, Failure> {
+        loop {
+            match self.session.reader().read(dst) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(Failure::from_io(e, before)),
+            }
+            let got = self.recv(sock, before).await?;
+            // Post-handshake messages may need an answer (a TLS 1.3 key update).
+            self.flush(sock)
+                .await
+                .map_err(|e| Failure::from_io(e, before))?;
+            if got == 0 {
+                // EOF: whatever plaintext the last records held, then the end.
+                return Ok(self.session.reader().read(dst).unwrap_or(0));
+            }
         }
     }
 }

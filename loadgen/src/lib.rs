@@ -3,15 +3,19 @@
 //! outcome taxonomy into a mergeable results file.
 
 mod engine;
+mod epoll;
 mod http1;
 pub mod outcome;
 pub mod pacer;
 pub mod plan;
 mod record;
 pub mod results;
+mod sock;
 pub mod summary;
 mod template;
 mod tls;
+#[cfg(target_os = "linux")]
+mod uring;
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use engine::LATE_THRESHOLD;
 pub use outcome::Outcome;
-pub use plan::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
+pub use plan::{BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop};
 pub use record::{is_bad, PhaseStat, Phases};
 pub use results::{Results, SCHEMA_VERSION};
 

@@ -36,6 +36,36 @@ pub struct LoadPlan {
     /// Which outcomes count against availability.
     #[serde(default)]
     pub bad: BadPolicy,
+    /// The I/O backend the workers run on.
+    #[serde(default)]
+    pub io: Io,
+}
+
+/// The I/O backend: both speak the same HTTP/1.1 client and run the same worker
+/// loop, so they measure the same thing; io_uring costs less CPU per request.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Io {
+    /// io_uring when the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// tokio's epoll reactor.
+    Epoll,
+    /// An io_uring per thread (Linux 6.1 or later); refused when unavailable.
+    Uring,
+}
+
+impl std::str::FromStr for Io {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Io::Auto),
+            "epoll" => Ok(Io::Epoll),
+            "uring" | "io-uring" | "io_uring" => Ok(Io::Uring),
+            _ => Err(format!("unknown I/O backend {s:?} (auto, epoll or uring)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -92,6 +92,9 @@ pub struct RunMeta {
     pub host: Host,
     /// True when the run was stopped early (Ctrl-C); the numbers cover what ran.
     pub interrupted: bool,
+    /// The I/O backend the workers ran on (`uring` or `epoll`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

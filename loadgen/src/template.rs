@@ -516,6 +516,7 @@ mod tests {
             seed: 0,
             track_header: None,
             bad: Default::default(),
+            io: Default::default(),
         };
         let (requests, origins) = compile(&plan).unwrap();
         let at: Vec<usize> = requests.iter().map(|r| r.origin).collect();

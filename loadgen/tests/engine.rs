@@ -39,6 +39,28 @@ async fn closed_model_sends_exactly_n_on_c_connections() {
     assert!(r.pacer.is_none());
 }
 
+/// The same run on each backend asked for by name: the same counts, and the
+/// results say which backend ran (io_uring is Linux-only).
+#[tokio::test]
+async fn each_backend_runs_the_same_plan_and_is_recorded() {
+    let mut backends = vec![(loadgen::Io::Epoll, "epoll")];
+    if cfg!(target_os = "linux") {
+        backends.push((loadgen::Io::Uring, "uring"));
+    }
+    for (io, name) in backends {
+        let s = hyper_server().await;
+        let mut plan = closed_plan(&s.url("/"), 300, 3);
+        plan.io = io;
+        let r = loadgen::run(plan, never(), None).await.unwrap();
+        assert_eq!(r.run.io.as_deref(), Some(name));
+        assert_eq!(outcome(&r, "2xx"), 300, "{name}");
+        assert_eq!(s.counters.requests.load(Ordering::SeqCst), 300, "{name}");
+        assert_eq!(s.counters.connections.load(Ordering::SeqCst), 3, "{name}");
+        assert_eq!(r.totals.bytes_received, 300 * 5, "{name}");
+        assert_eq!(r.plan.io, io);
+    }
+}
+
 #[tokio::test]
 async fn disabled_keepalive_opens_a_connection_per_request() {
     let s = hyper_server().await;

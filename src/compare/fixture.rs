@@ -45,6 +45,7 @@ pub fn plan() -> LoadPlan {
         seed: 1,
         track_header: None,
         bad: BadPolicy::default(),
+        io: Default::default(),
     }
 }
 
@@ -94,6 +95,7 @@ pub fn results(intervals: &[Spec]) -> Results {
                 cpus: 2,
             },
             interrupted: false,
+            io: None,
         },
         plan: plan(),
         totals: Totals {

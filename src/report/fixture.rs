@@ -98,6 +98,7 @@ fn plan(stages: Vec<Stage>, interval_s: f64) -> LoadPlan {
         seed: 7,
         track_header: Some("X-Served-By".into()),
         bad: BadPolicy::default(),
+        io: Default::default(),
     }
 }
 
@@ -149,6 +150,7 @@ pub fn results(timeline: Vec<Interval>) -> Results {
                 cpus: 2,
             },
             interrupted: false,
+            io: None,
         },
         plan: plan(
             vec![Stage::steady(

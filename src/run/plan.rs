@@ -101,6 +101,7 @@ impl ExperimentPlan {
             seed,
             track_header: Some(TRACK_HEADER.to_string()),
             bad,
+            io: Default::default(),
         };
         Self {
             name: loaded.name(),

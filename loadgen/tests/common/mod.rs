@@ -219,7 +219,17 @@ pub fn closed_plan(url: &str, count: u64, connections: usize) -> LoadPlan {
         seed: 7,
         track_header: None,
         bad: BadPolicy::default(),
+        io: io(),
     }
+}
+
+/// The backend under test: `LOADGEN_TEST_IO` (auto, epoll or uring; `ci/test.sh`
+/// runs these tests once with the default and once with epoll).
+pub fn io() -> loadgen::Io {
+    std::env::var("LOADGEN_TEST_IO")
+        .ok()
+        .map(|v| v.parse().expect("LOADGEN_TEST_IO"))
+        .unwrap_or_default()
 }
 
 pub fn never() -> impl std::future::Future<Output = ()> + Send + 'static {

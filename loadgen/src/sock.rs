@@ -1,0 +1,42 @@
+//! The two things the HTTP/1.1 client and the worker loop need from an I/O
+//! backend: a TCP stream and a timer. Two backends implement them: tokio's epoll
+//! reactor (`epoll`) and our own io_uring executor (`uring`, Linux).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// A connected TCP stream (TCP_NODELAY), as the HTTP/1.1 client drives it:
+/// one request written, then its response read, over and over.
+pub(crate) trait Socket: Sized {
+    /// Connects to `addr`. Dropping the future abandons the attempt.
+    fn connect(addr: &SocketAddr) -> impl Future<Output = io::Result<Self>>;
+
+    /// Hands all of `data` to the kernel. It may return before the kernel has
+    /// taken every byte (the bytes are then owned by the socket); an error
+    /// found later is returned by the next call on the socket.
+    fn send_all(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>>;
+
+    /// Reads at least one byte into `dst` (`dst` is never empty); `Ok(0)` is EOF.
+    fn recv(&mut self, dst: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
+}
+
+/// Timers and the stream type of one backend.
+pub(crate) trait Backend: 'static {
+    type Socket: Socket;
+    type Sleep: Future<Output = ()>;
+
+    /// How early the open-model pacer aims its timer so that sends land on
+    /// their schedule rather than after it (an early send counts from the
+    /// actual send, so aiming early never undercounts latency).
+    const TIMER_SLACK: Duration = Duration::ZERO;
+
+    /// A timer that fires at `t` (at once if `t` has passed).
+    fn sleep_until(t: Instant) -> Self::Sleep;
+    /// Moves a timer to `t`; it fires again even if it had fired.
+    fn reset(sleep: Pin<&mut Self::Sleep>, t: Instant);
+    /// When the timer fires (fired).
+    fn deadline(sleep: &Self::Sleep) -> Instant;
+}
