@@ -3,7 +3,7 @@
 //! completion) and one CQE, and an idle turn costs one `io_uring_enter`: the only
 //! variant of `ci/floor` that clears 1.2x wrk's requests per CPU-second.
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
 use std::future::{poll_fn, Future};
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
 
@@ -31,6 +31,12 @@ const RECV_BUF: usize = 16 * 1024;
 const MAX_OP_LEN: usize = u32::MAX as usize;
 /// How long teardown waits for in-flight operations before leaking their memory.
 const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
+/// IORING_RECVSEND_POLL_FIRST (Linux 5.19, which `available` requires through
+/// cancel by fd); the crate keeps its constants private.
+const RECVSEND_POLL_FIRST: u16 = 1;
+/// Size of the ring's registered-file table (it cannot grow): sockets in slots
+/// past it, or past RLIMIT_NOFILE, use plain fds.
+const FILE_TABLE: u32 = 4096;
 
 /// user_data = kind << 56 | generation << 32 | slot index: a CQE for a slot that
 /// was freed (and maybe reused) since its op was pushed carries a stale
@@ -109,6 +115,33 @@ fn build_ring() -> io::Result<IoUring> {
     Ok(ring)
 }
 
+/// Registers a sparse file table for the ring's sockets; returns its size, 0
+/// where the kernel refuses (sockets then use plain fds).
+fn register_file_table(ring: &IoUring, want: u32) -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the live local it is given.
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    };
+    // The kernel refuses a table larger than RLIMIT_NOFILE.
+    let size = u64::from(want).min(nofile) as u32;
+    if size == 0 {
+        return 0;
+    }
+    match ring.submitter().register_files_sparse(size) {
+        Ok(()) => size,
+        Err(e) => {
+            tracing::debug!("io_uring: no registered files ({e}); using plain fds");
+            0
+        }
+    }
+}
+
 fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes no pointers; a non-negative result is a new fd that
     // nothing else owns.
@@ -161,10 +194,15 @@ pub(crate) fn available() -> Result<(), io::Error> {
 // ---------------------------------------------------------------------------
 // Executor
 
-/// What other threads touch: the run queue, and the eventfd that wakes a
+/// What other threads touch: their run queue, and the eventfd that wakes a
 /// parked executor (tasks await tokio's Notify and mpsc, woken from anywhere).
+/// Wakes on the executor's own thread (completions, timers, the tasks
+/// themselves) skip all of it: they go to `LOCAL`.
 struct Shared {
-    ready: Mutex<Vec<usize>>,
+    remote: Mutex<Vec<usize>>,
+    /// Set after a push to `remote`: spares the executor the lock on turns
+    /// when no other thread woke anything (nearly all of them).
+    remote_queued: AtomicBool,
     /// Set while the executor waits in the ring: a wake must then write the eventfd.
     parked: AtomicBool,
     eventfd: OwnedFd,
@@ -176,10 +214,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn schedule(&self, id: usize) {
-        lock(&self.ready).push(id);
-        // Pairs with the executor's `parked` store then queue check: the mutex
-        // orders the two, so either it sees the id or we see it parked.
+    /// A wake from a thread other than the executor's.
+    fn schedule_remote(&self, id: usize) {
+        lock(&self.remote).push(id);
+        // SeqCst pairs with the executor's `parked` store then
+        // `remote_queued` load (see `Reactor::turn`): either it sees the flag
+        // or we see it parked and write the eventfd.
+        self.remote_queued.store(true, Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) {
             let one = 1u64.to_ne_bytes();
             // SAFETY: writes 8 bytes from a live array to an eventfd this struct
@@ -187,11 +228,69 @@ impl Shared {
             let _ = unsafe { libc::write(self.eventfd.as_raw_fd(), one.as_ptr().cast(), 8) };
         }
     }
+
+    /// Moves the other threads' wakes into `into`.
+    fn take_remote(&self, into: &mut Vec<usize>) {
+        if self.remote_queued.swap(false, Ordering::SeqCst) {
+            into.append(&mut lock(&self.remote));
+        }
+    }
+}
+
+/// The run queue of the executor running on this thread.
+struct Local {
+    /// The `Shared` of that executor (null when none runs here): a waker whose
+    /// `shared` is this one was fired on the executor's thread.
+    shared: Cell<*const Shared>,
+    ready: RefCell<Vec<usize>>,
+}
+
+thread_local! {
+    static LOCAL: Local = const {
+        Local {
+            shared: Cell::new(std::ptr::null()),
+            ready: RefCell::new(Vec::new()),
+        }
+    };
+}
+
+/// Sets `LOCAL` for one `block_on_all` and clears it when that ends (by
+/// return or panic), so a waker that outlives it takes the remote path.
+struct LocalQueue;
+
+impl LocalQueue {
+    fn install(shared: &Arc<Shared>) -> LocalQueue {
+        LOCAL.with(|l| {
+            l.shared.set(Arc::as_ptr(shared));
+            l.ready.borrow_mut().clear();
+        });
+        LocalQueue
+    }
+
+    fn is_empty(&self) -> bool {
+        LOCAL.with(|l| l.ready.borrow().is_empty())
+    }
+
+    /// Swaps the queued ids into `batch` (which must be empty).
+    fn take(&self, batch: &mut Vec<usize>) {
+        LOCAL.with(|l| std::mem::swap(&mut *l.ready.borrow_mut(), batch));
+    }
+}
+
+impl Drop for LocalQueue {
+    fn drop(&mut self) {
+        let _ = LOCAL.try_with(|l| {
+            l.shared.set(std::ptr::null());
+            if let Ok(mut ready) = l.ready.try_borrow_mut() {
+                ready.clear();
+            }
+        });
+    }
 }
 
 struct TaskWaker {
     id: usize,
-    /// Already in the run queue: further wakes are free.
+    /// Already in a run queue: further wakes are free.
     queued: AtomicBool,
     shared: Arc<Shared>,
 }
@@ -202,8 +301,29 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.shared.schedule(self.id);
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = Arc::as_ptr(&self.shared);
+        // The pointer can only match while the executor owning `shared` runs
+        // on this thread: `LocalQueue` clears it before that executor's
+        // `Shared` (which this waker keeps alive) could be freed.
+        let local = LOCAL.with(|l| {
+            if l.shared.get() != me {
+                return false;
+            }
+            // Never borrowed across a poll or a wake, so this cannot fail;
+            // should it, the remote path is still correct.
+            match l.ready.try_borrow_mut() {
+                Ok(mut ready) => {
+                    ready.push(self.id);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+        if !local {
+            self.shared.schedule_remote(self.id);
         }
     }
 }
@@ -250,13 +370,14 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 /// tears the ring down (every socket closed, every in-flight op completed)
 /// before returning.
 pub(crate) fn block_on_all(tasks: Vec<Task>) -> io::Result<()> {
-    run_all(tasks).map(|_leaked| ())
+    run_all(tasks, FILE_TABLE).map(|_leaked| ())
 }
 
 /// `block_on_all`, returning how many sockets' memory teardown had to leak
-/// because their operations did not complete in time (tests assert 0).
-fn run_all(tasks: Vec<Task>) -> io::Result<usize> {
-    let reactor = Reactor::new()?;
+/// because their operations did not complete in time (tests assert 0), with a
+/// file table of (at most) `file_table` entries.
+fn run_all(tasks: Vec<Task>, file_table: u32) -> io::Result<usize> {
+    let reactor = Reactor::new(file_table)?;
     let shared = Arc::clone(&reactor.shared);
     let installed = REACTOR.with(|cell| {
         let mut cell = cell.borrow_mut();
@@ -268,6 +389,8 @@ fn run_all(tasks: Vec<Task>) -> io::Result<usize> {
         *cell = Some(reactor);
         Ok(Installed)
     })?;
+    // After the check above: a nested call must not take over this thread's queue.
+    let local = LocalQueue::install(&shared);
     // Declared after `installed`, so a panic drops the tasks (closing their
     // sockets through the reactor) before the guard tears the reactor down.
     let mut tasks: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
@@ -281,11 +404,9 @@ fn run_all(tasks: Vec<Task>) -> io::Result<usize> {
             (Arc::clone(&w), Waker::from(w))
         })
         .collect();
-    lock(&shared.ready).extend(0..tasks.len());
     let mut live = tasks.len();
-    let mut batch = Vec::new();
+    let mut batch: Vec<usize> = (0..tasks.len()).collect();
     let result = loop {
-        std::mem::swap(&mut batch, &mut *lock(&shared.ready));
         for &id in &batch {
             let (task_waker, waker) = &wakers[id];
             // Before the poll: a wake during it queues the task again.
@@ -307,11 +428,14 @@ fn run_all(tasks: Vec<Task>) -> io::Result<usize> {
         if live == 0 {
             break Ok(());
         }
-        if let Err(e) = with_reactor(Reactor::turn) {
+        if let Err(e) = with_reactor(|r| r.turn(&local)) {
             break Err(e);
         }
+        local.take(&mut batch);
+        shared.take_remote(&mut batch);
     };
     drop(tasks);
+    drop(local);
     std::mem::forget(installed);
     let reactor = REACTOR.with(|cell| cell.borrow_mut().take());
     let leaked = reactor.map_or(0, Reactor::teardown);
@@ -360,6 +484,9 @@ struct Slot {
     /// `pending` reaches 0.
     open: bool,
     fd: Option<OwnedFd>,
+    /// The fd also sits in the ring's file table at the slot's index: ops name
+    /// it by that index, which spares the kernel an fd lookup (fget/fput) per op.
+    fixed: bool,
     /// CQEs still expected (a pair counts one: its RECV's, or its send's
     /// failure CQE, which stands in for the RECV's).
     pending: u32,
@@ -399,6 +526,7 @@ impl Slot {
             in_use: false,
             open: false,
             fd: None,
+            fixed: false,
             pending: 0,
             waker: None,
             settle_waiter: false,
@@ -418,6 +546,26 @@ impl Slot {
 
     fn raw_fd(&self) -> RawFd {
         self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// What an SQE's fd field holds for this socket: its file-table index or
+    /// its fd. Pass the entry through `target_flags` too.
+    fn target(&self, idx: usize) -> Fd {
+        if self.fixed {
+            Fd(idx as RawFd)
+        } else {
+            Fd(self.raw_fd())
+        }
+    }
+
+    /// IOSQE_FIXED_FILE when `target` is a table index (what the crate's
+    /// `types::Fixed` sets; one code path serves both kinds of socket).
+    fn target_flags(&self) -> squeue::Flags {
+        if self.fixed {
+            squeue::Flags::FIXED_FILE
+        } else {
+            squeue::Flags::empty()
+        }
     }
 
     fn register(&mut self, cx: &Context<'_>) {
@@ -477,8 +625,12 @@ struct Reactor {
     id: u64,
     ring: IoUring,
     slots: Vec<Slot>,
-    free: Vec<usize>,
+    /// Lowest index first: slots inside the file table are reused before
+    /// those past it.
+    free: BinaryHeap<Reverse<usize>>,
     in_use: usize,
+    /// Entries of the registered-file table (0: the kernel refused one).
+    files: u32,
     /// Slots whose SEND+RECV pair goes into the SQ at the next flush: writes
     /// made before then join the same send.
     staged: Vec<(usize, u32)>,
@@ -487,6 +639,8 @@ struct Reactor {
     unsettled: Vec<(usize, u32)>,
     timers: BinaryHeap<Reverse<Timer>>,
     timer_seq: u64,
+    /// The clock as the last turn read it (for timers; never ahead of time).
+    now: Instant,
     shared: Arc<Shared>,
     /// The armed eventfd read's target.
     wake_buf: Box<UnsafeCell<[u8; 8]>>,
@@ -497,10 +651,12 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn new() -> io::Result<Reactor> {
+    fn new(file_table: u32) -> io::Result<Reactor> {
         let ring = build_ring()?;
+        let files = register_file_table(&ring, file_table);
         let shared = Arc::new(Shared {
-            ready: Mutex::new(Vec::new()),
+            remote: Mutex::new(Vec::new()),
+            remote_queued: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             eventfd: eventfd()?,
         });
@@ -508,12 +664,14 @@ impl Reactor {
             id: NEXT_REACTOR_ID.fetch_add(1, Ordering::Relaxed),
             ring,
             slots: Vec::new(),
-            free: Vec::new(),
+            free: BinaryHeap::new(),
             in_use: 0,
+            files,
             staged: Vec::new(),
             unsettled: Vec::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
+            now: Instant::now(),
             shared,
             wake_buf: Box::new(UnsafeCell::new([0; 8])),
             wake_armed: false,
@@ -614,7 +772,7 @@ impl Reactor {
 
     fn alloc(&mut self, fd: OwnedFd) -> (usize, u32) {
         let idx = match self.free.pop() {
-            Some(idx) => idx,
+            Some(Reverse(idx)) => idx,
             None => {
                 self.slots.push(Slot::new());
                 self.slots.len() - 1
@@ -623,6 +781,13 @@ impl Reactor {
         let slot = &mut self.slots[idx];
         slot.in_use = true;
         slot.open = true;
+        // Where the table has room and the kernel takes the fd; else plain.
+        slot.fixed = (idx as u64) < u64::from(self.files)
+            && self
+                .ring
+                .submitter()
+                .register_files_update(idx as u32, &[fd.as_raw_fd()])
+                .is_ok_and(|n| n == 1);
         slot.fd = Some(fd);
         self.in_use += 1;
         (idx, slot.gen)
@@ -633,6 +798,15 @@ impl Reactor {
     fn release(&mut self, idx: usize) {
         let slot = &mut self.slots[idx];
         debug_assert!(!slot.open && slot.pending == 0);
+        if slot.fixed {
+            // The table holds a reference to the socket: without this, closing
+            // our fd would not close the connection. Cannot fail for an index
+            // that was set (and if it did, the entry goes with the ring).
+            let _ = self
+                .ring
+                .submitter()
+                .register_files_update(idx as u32, &[-1]);
+        }
         let gen = (slot.gen + 1) & GEN_MASK;
         let rbuf = std::mem::take(&mut slot.rbuf);
         let sbuf = std::mem::take(&mut slot.sbuf);
@@ -642,17 +816,18 @@ impl Reactor {
             sbuf,
             ..Slot::empty()
         };
-        self.free.push(idx);
+        self.free.push(Reverse(idx));
         self.in_use -= 1;
     }
 
     fn start_connect(&mut self, fd: OwnedFd, addr: SockAddr) -> (usize, u32) {
         let (idx, gen) = self.alloc(fd);
         let slot = &mut self.slots[idx];
-        let fd = Fd(slot.raw_fd());
+        let (fd, flags) = (slot.target(idx), slot.target_flags());
         let addr = slot.addr.insert(Box::new(addr));
         let entry = opcode::Connect::new(fd, addr.as_ptr(), addr.len())
             .build()
+            .flags(flags)
             .user_data(Kind::Connect.user_data(idx, gen));
         slot.connect = ConnectState::InFlight;
         slot.pending += 1;
@@ -720,7 +895,7 @@ impl Reactor {
             if !(slot.in_use && slot.gen == gen && slot.recv == RecvState::Staged) {
                 continue; // closed since
             }
-            let fd = Fd(slot.raw_fd());
+            let (fd, flags) = (slot.target(idx), slot.target_flags());
             // MSG_DONTWAIT: the send ends inside the enter that submits it
             // (whole, short, or failed), never parked on a full socket buffer.
             // So once that enter returns, its success is known (a short or
@@ -730,12 +905,16 @@ impl Reactor {
             let send = opcode::Send::new(fd, slot.sbuf.as_ptr(), slot.sbuf.len() as u32)
                 .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL | libc::MSG_DONTWAIT)
                 .build()
-                .flags(squeue::Flags::SKIP_SUCCESS | squeue::Flags::IO_LINK)
+                .flags(flags | squeue::Flags::SKIP_SUCCESS | squeue::Flags::IO_LINK)
                 .user_data(Kind::LinkedSend.user_data(idx, gen));
             // SAFETY (pointer arithmetic): rlen <= RECV_BUF == rbuf.len().
             let recv_ptr = unsafe { slot.rbuf.as_mut_ptr().add(slot.rlen) };
             let recv = opcode::Recv::new(fd, recv_ptr, (RECV_BUF - slot.rlen) as u32)
+                // The answer to a request just sent is not there yet: arm the
+                // socket's poll at once instead of trying a receive first.
+                .ioprio(RECVSEND_POLL_FIRST)
                 .build()
+                .flags(flags)
                 .user_data(Kind::LinkedRecv.user_data(idx, gen));
             slot.recv = RecvState::Linked;
             // SAFETY: `sbuf` is left alone while the send is `Paired` (until
@@ -811,9 +990,10 @@ impl Reactor {
                     let len = (slot.sbuf.len() - sent).min(MAX_OP_LEN);
                     // SAFETY (pointer arithmetic): sent < sbuf.len().
                     let ptr = unsafe { slot.sbuf.as_ptr().add(sent) };
-                    let entry = opcode::Send::new(Fd(slot.raw_fd()), ptr, len as u32)
+                    let entry = opcode::Send::new(slot.target(idx), ptr, len as u32)
                         .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
                         .build()
+                        .flags(slot.target_flags())
                         .user_data(Kind::Send.user_data(idx, gen));
                     slot.send = SendState::Plain {
                         sent,
@@ -886,8 +1066,9 @@ impl Reactor {
             slot.compact();
             // SAFETY (pointer arithmetic): rlen <= RECV_BUF == rbuf.len().
             let ptr = unsafe { slot.rbuf.as_mut_ptr().add(slot.rlen) };
-            let entry = opcode::Recv::new(Fd(slot.raw_fd()), ptr, (RECV_BUF - slot.rlen) as u32)
+            let entry = opcode::Recv::new(slot.target(idx), ptr, (RECV_BUF - slot.rlen) as u32)
                 .build()
+                .flags(slot.target_flags())
                 .user_data(Kind::Recv.user_data(idx, gen));
             slot.recv = RecvState::Armed;
             slot.pending += 1;
@@ -920,7 +1101,15 @@ impl Reactor {
         // SAFETY: shutdown takes no pointers and `fd` is open (the slot owns
         // it). ENOTCONN (a connect in flight) is fine: the cancel covers it.
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-        let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+        // A fixed socket by its table index (the crate sets
+        // IORING_ASYNC_CANCEL_FD_FIXED for `Fixed`): no fd lookup. The table
+        // entry stays set until `release`, after this cancel has run.
+        let target = if slot.fixed {
+            CancelBuilder::fd(Fixed(idx as u32))
+        } else {
+            CancelBuilder::fd(Fd(fd))
+        };
+        let cancel = opcode::AsyncCancel2::new(target.all())
             .build()
             .user_data(Kind::Cancel.user_data(idx, gen));
         // Counted, so the fd stays open (and cannot be reused by another
@@ -954,13 +1143,15 @@ impl Reactor {
 
     /// One executor turn after the ready tasks ran: timers, then one enter
     /// (waiting only if no task is ready), then completions.
-    fn turn(&mut self) -> io::Result<()> {
+    fn turn(&mut self, local: &LocalQueue) -> io::Result<()> {
         let now = Instant::now();
+        self.now = now;
         let next_timer = self.fire_timers(now);
         self.flush_staged();
-        if lock(&self.shared.ready).is_empty() {
+        if local.is_empty() && !self.shared.remote_queued.load(Ordering::SeqCst) {
             self.shared.parked.store(true, Ordering::SeqCst);
-            if lock(&self.shared.ready).is_empty() {
+            // Pairs with `schedule_remote`'s flag store then `parked` load.
+            if !self.shared.remote_queued.load(Ordering::SeqCst) {
                 self.wait(next_timer.map(|t| t - now));
             } else {
                 self.submit_if_needed();
@@ -1289,20 +1480,29 @@ impl Future for UringSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if Instant::now() >= this.deadline {
-            return Poll::Ready(());
-        }
         let deadline = this.deadline;
         let registered = &mut this.registered;
         with_reactor(|r| {
             let current = matches!(registered, Some((id, at, w))
                 if *id == r.id && *at == deadline && w.will_wake(cx.waker()));
-            if !current {
-                r.add_timer(deadline, cx.waker().clone());
-                *registered = Some((r.id, deadline, cx.waker().clone()));
+            if current {
+                // Re-polled (the engine's watchdog is, with every request):
+                // the turn's clock reading spares a clock read here. The heap
+                // entry wakes us once that reading passes the deadline; if it
+                // was already popped, the reading has passed it.
+                return if r.now >= deadline {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             }
-        });
-        Poll::Pending
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            r.add_timer(deadline, cx.waker().clone());
+            *registered = Some((r.id, deadline, cx.waker().clone()));
+            Poll::Pending
+        })
     }
 }
 
@@ -1321,7 +1521,11 @@ mod tests {
 
     /// Runs the tasks and checks that teardown found every op completed.
     fn run(tasks: Vec<Task>) {
-        assert_eq!(run_all(tasks).expect("block_on_all"), 0, "sockets leaked");
+        assert_eq!(
+            run_all(tasks, FILE_TABLE).expect("block_on_all"),
+            0,
+            "sockets leaked"
+        );
     }
 
     fn listener() -> (TcpListener, SocketAddr) {
@@ -1698,6 +1902,112 @@ mod tests {
         run(tasks);
         server.join().unwrap();
         assert_eq!(done.get(), CONNS * EXCHANGES);
+    }
+
+    #[test]
+    fn sockets_past_the_file_table_use_plain_fds() {
+        // A one-entry table: the first socket takes it, the second falls back
+        // to its fd, a third reuses the entry the first freed. Every close
+        // reaches the server while the ring still runs (the table's reference
+        // to a socket goes with it).
+        let (l, addr) = listener();
+        let (eofs_tx, eofs) = std::sync::mpsc::channel();
+        let server = thread::spawn(move || {
+            let handlers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (s, _) = l.accept().unwrap();
+                    let eofs_tx = eofs_tx.clone();
+                    thread::spawn(move || {
+                        serve_until_close(s);
+                        eofs_tx.send(()).unwrap();
+                    })
+                })
+                .collect();
+            for h in handlers {
+                h.join().unwrap();
+            }
+        });
+        let leaked = run_all(
+            vec![task(async move {
+                let fixed = |s: &UringSocket| s.with(|r, i, g| r.slot(i, g).fixed);
+                let mut a = UringSocket::connect(&addr).await.unwrap();
+                let mut b = UringSocket::connect(&addr).await.unwrap();
+                assert!(fixed(&a), "the first socket is in the table");
+                assert!(!fixed(&b), "the second socket uses its fd");
+                for n in 0..100 {
+                    for s in [&mut a, &mut b] {
+                        s.send_all(format!("req {n}\n").as_bytes()).await.unwrap();
+                        assert_eq!(read_line(s, 4096).await.unwrap(), expected(n));
+                    }
+                }
+                // Dropped with their pair's RECV in flight (the server waits
+                // for the end of the line): cancelled by table index and by fd.
+                a.send_all(b"req 1").await.unwrap();
+                b.send_all(b"req 1").await.unwrap();
+                Uring::sleep_until(Instant::now() + Duration::from_millis(10)).await;
+                drop(a);
+                drop(b);
+                wait_for_eofs(&eofs, 2).await;
+                // The server sees the shutdown before the slots are freed
+                // (when their cancelled ops' CQEs are reaped).
+                let limit = Instant::now() + Duration::from_secs(30);
+                while with_reactor(|r| r.in_use) > 0 {
+                    assert!(Instant::now() < limit, "closed sockets were not freed");
+                    Uring::sleep_until(Instant::now() + Duration::from_millis(1)).await;
+                }
+                let mut c = UringSocket::connect(&addr).await.unwrap();
+                assert!(fixed(&c), "the third socket took the freed entry");
+                c.send_all(b"req 7\n").await.unwrap();
+                assert_eq!(read_line(&mut c, 4096).await.unwrap(), expected(7));
+                drop(c); // idle: closed at once
+                wait_for_eofs(&eofs, 1).await;
+            })],
+            1,
+        )
+        .expect("block_on_all");
+        assert_eq!(leaked, 0, "sockets leaked");
+        server.join().unwrap();
+    }
+
+    /// Answers lines like `line_server` until the client closes (a partial
+    /// last line is not answered); panics if the stream ends any other way.
+    fn serve_until_close(stream: TcpStream) {
+        stream.set_nodelay(true).unwrap();
+        // Bounds a broken close: the read fails, and with it the test.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = String::new();
+            reader
+                .read_line(&mut line)
+                .expect("the client's close ends the stream");
+            let Some(line) = line.strip_suffix('\n') else {
+                return; // EOF
+            };
+            let n: usize = line.strip_prefix("req ").unwrap().parse().unwrap();
+            out.write_all(&expected(n)).unwrap();
+        }
+    }
+
+    /// Waits until `n` more connections have reported EOF (polling, since the
+    /// reports come from std threads; bounded so a lost close fails the test).
+    async fn wait_for_eofs(eofs: &std::sync::mpsc::Receiver<()>, n: usize) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        for _ in 0..n {
+            loop {
+                match eofs.try_recv() {
+                    Ok(()) => break,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {
+                        assert!(Instant::now() < limit, "a close did not reach the server");
+                        Uring::sleep_until(Instant::now() + Duration::from_millis(2)).await;
+                    }
+                    Err(e) => panic!("server: {e}"),
+                }
+            }
+        }
     }
 
     #[test]
