@@ -51,7 +51,7 @@ pub enum Io {
     Auto,
     /// tokio's epoll reactor.
     Epoll,
-    /// An io_uring per thread (Linux 6.1 or later); refused when unavailable.
+    /// An io_uring per thread (Linux 5.19 or later); refused when unavailable.
     Uring,
 }
 
