@@ -576,7 +576,9 @@ fn spawn_workers(
             Io::Epoll => false,
             Io::Uring => {
                 crate::uring::available().map_err(|e| {
-                    LoadError::Plan(format!("the io_uring backend is not available here: {e}"))
+                    LoadError::Plan(format!(
+                        "the io_uring backend is not available here ({e}); --io auto falls back to epoll"
+                    ))
                 })?;
                 true
             }
