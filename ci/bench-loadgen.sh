@@ -100,14 +100,16 @@ for line in open(sys.argv[1]):
     rnd, name, n, wall, user, sys_ = line.split()[:6]
     rss = int(line.split()[6])
     n, wall, cpu = int(n), float(wall), max(float(user) + float(sys_), 0.01)
-    rows.setdefault(int(rnd), {})[name] = (n / wall, n / cpu, rss)
+    per = lambda t: float(t) * 1e6 / max(n, 1)
+    rows.setdefault(int(rnd), {})[name] = (n / wall, n / cpu, rss, per(user), per(sys_))
 names = []
 for r in rows.values():
     names += [k for k in r if k not in names]
-print("medians over rounds:      req/s   req/CPU-s  peak RSS")
+print("medians over rounds:      req/s   req/CPU-s  peak RSS   user µs/req  sys µs/req")
 for name in names:
     got = [r[name] for r in rows.values() if name in r]
-    print(f"  {name:8s} {statistics.median(g[0] for g in got):12.0f} {statistics.median(g[1] for g in got):11.0f} {max(g[2] for g in got):7d} KB")
+    med = lambda i: statistics.median(g[i] for g in got)
+    print(f"  {name:8s} {med(0):12.0f} {med(1):11.0f} {max(g[2] for g in got):7d} KB {med(3):11.2f} {med(4):11.2f}")
 if not any("wrk" in r for r in rows.values()):
     print("wrk not installed: no ratios")
     sys.exit(0)

@@ -2,7 +2,7 @@
 //! the process that injected it. One file per injecting process; the next start
 //! reverts what a crashed one left (a SIGSTOPped pid gets its SIGCONT).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -143,12 +143,8 @@ impl Ledger {
             path: self.path.clone(),
             source,
         };
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
         let text = serde_json::to_vec_pretty(&self.file).expect("ledger serialises");
-        f.write_all(&text).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        fsutil::write_atomic(&self.path, &text).map_err(err)
     }
 
     /// Revert what dead runs left in `dir`: for every ledger whose owner is gone,

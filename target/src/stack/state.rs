@@ -89,31 +89,15 @@ impl StackState {
     /// Write atomically (temp file + rename) with mode 0600: readers never see half
     /// a file, and only we can read the tokens.
     pub fn write(&self, run_dir: &Path) -> Result<(), StackError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = Self::path_in(run_dir);
-        let tmp = run_dir.join(format!(".{STATE_FILE}.{}", std::process::id()));
         let json = serde_json::to_vec_pretty(self).map_err(|e| StackError::BadState {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let io = |source| StackError::Io {
+        fsutil::write_atomic_mode(&path, &json, 0o600).map_err(|source| StackError::Io {
             what: format!("writing {}", path.display()),
             source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        file.write_all(&json).map_err(io)?;
-        // Durable before it is visible, as the results file and the chaos
-        // ledger are: a crash after the rename must not leave an empty state.
-        file.sync_all().map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io)
+        })
     }
 
     /// Read `stack.json` and require its `stack up` process to be alive.
