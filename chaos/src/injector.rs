@@ -16,9 +16,12 @@ use tokio::time::Instant;
 
 use crate::fault::{self, Fault, FaultError, FaultParams, FaultRequest};
 use crate::ledger::{Ledger, LedgerEntry, LedgerError, ProcessId, Recovery, Revert};
-use crate::process::{self, Component, ComponentError, Components, ProcessError};
+use crate::process::{self, Component, ComponentError, Components, ProcStat, ProcessError};
 use crate::proxy::{ProxyError, ProxyHandle};
 use crate::schedule::Plan;
+
+/// How long a pause waits for its process to reach the stopped state.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InjectError {
@@ -311,6 +314,20 @@ impl Injector {
                             return Err(e.into());
                         }
                     }
+                }
+                // SIGSTOP takes effect when the process next runs, which on a
+                // busy machine is milliseconds later: return once it is frozen,
+                // so that "injected" means "in force".
+                let deadline = Instant::now() + STOP_GRACE;
+                while ProcStat::read(pid).is_some_and(|s| !s.stopped()) {
+                    if Instant::now() >= deadline {
+                        tracing::warn!(
+                            pid,
+                            "SIGSTOP sent but the process has not stopped yet (uninterruptible sleep?)"
+                        );
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 (revert, None)
             }
