@@ -5,8 +5,8 @@
 # per CPU-second of the generator (user+sys from /usr/bin/time), peak RSS, and
 # each ratio to wrk from this same run; then slolab's peak RSS for a
 # 1,000,000-request run against a 10,000-request one. slolab runs on both of its
-# backends: `slolab` is io_uring (the default where the kernel allows it) and
-# `sl-epoll` is tokio's epoll reactor (`--io epoll`).
+# backends: `slolab` is the default (`--io auto`: epoll for back-to-back sends)
+# and `sl-uring` is io_uring (`--io uring`).
 # The tools run in ROUNDS interleaved rounds and the ratios are medians of the
 # per-round ratios: on a shared or virtual machine (steal time) a single pair of
 # runs can be off by 20 % either way.
@@ -85,8 +85,8 @@ count_slolab() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))
 : > "$work/rows"
 for round in $(seq "$ROUNDS"); do
     echo "round $round"
-    run slolab count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --io uring --json "$URL"
-    run sl-epoll count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --io epoll --json "$URL"
+    run slolab count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --json "$URL"
+    run sl-uring count_slolab "$SLOLAB" load -z "${SECS}s" -c "$CONNS" --threads 1 --io uring --json "$URL"
     command -v wrk >/dev/null && run wrk count_wrk wrk -t1 -c "$CONNS" -d "${SECS}s" "$URL"
     command -v hey >/dev/null && run hey count_responses hey -z "${SECS}s" -c "$CONNS" "$URL"
     command -v oha >/dev/null && run oha count_responses oha -z "${SECS}s" -c "$CONNS" --no-tui "$URL"

@@ -21,6 +21,7 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-# The engine tests once more on the epoll backend (the run above used io_uring
-# where the kernel allows it): both backends must classify every outcome alike.
+# The engine tests once on each backend by name (the run above used `auto`, which
+# picks by load model): both must classify every outcome alike.
+LOADGEN_TEST_IO=uring cargo test -p loadgen --locked --test engine --test tls
 LOADGEN_TEST_IO=epoll cargo test -p loadgen --locked --test engine --test tls

@@ -85,7 +85,8 @@ pub struct LoadArgs {
     /// Generator threads (0: one per core).
     #[arg(long = "threads", default_value_t = 0)]
     pub threads: usize,
-    /// I/O backend: auto (io_uring when the kernel allows it, else epoll), epoll or uring.
+    /// I/O backend: auto (io_uring for paced sends, --rate/--stage/-q, where the kernel
+    /// allows it; else epoll), epoll or uring.
     #[arg(long = "io", default_value = "auto")]
     pub io: loadgen::Io,
     /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body.

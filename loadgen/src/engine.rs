@@ -582,6 +582,11 @@ fn spawn_workers(
                 })?;
                 true
             }
+            // Back to back (hey without -q), epoll measured as cheap per request
+            // and kept nginx busier (ci/bench-loadgen.sh); when sends are paced
+            // by timers, io_uring's exact timers keep the schedule that tokio's
+            // millisecond ticks turn into bursts (ci/bench-openmodel.sh).
+            Io::Auto if !paced(&plan.model) => false,
             Io::Auto => match crate::uring::available() {
                 Ok(()) => true,
                 Err(e) => {
@@ -602,6 +607,16 @@ fn spawn_workers(
         tokio::spawn(worker::<Epoll>(shared, id, tx).run());
     }
     Ok(Running::Epoll)
+}
+
+/// Whether sends wait for timers: the open model's schedule, or hey's `-q`.
+fn paced(model: &Model) -> bool {
+    !matches!(
+        model,
+        Model::Closed {
+            rate_per_worker: None
+        }
+    )
 }
 
 /// `plan.threads` threads (0: one per core, never more than connections), each

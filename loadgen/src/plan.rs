@@ -46,7 +46,8 @@ pub struct LoadPlan {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Io {
-    /// io_uring when the kernel allows it, else epoll.
+    /// io_uring when sends are paced by timers (open model, per-worker rate)
+    /// and the kernel allows it; epoll otherwise.
     #[default]
     Auto,
     /// tokio's epoll reactor.

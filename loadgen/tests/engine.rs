@@ -61,6 +61,23 @@ async fn each_backend_runs_the_same_plan_and_is_recorded() {
     }
 }
 
+/// `auto` picks by model: epoll back to back, io_uring when sends are paced.
+#[tokio::test]
+async fn auto_picks_the_backend_by_load_model() {
+    let s = hyper_server().await;
+    let mut closed = closed_plan(&s.url("/"), 20, 2);
+    closed.io = loadgen::Io::Auto;
+    let r = loadgen::run(closed, never(), None).await.unwrap();
+    assert_eq!(r.run.io.as_deref(), Some("epoll"));
+    if cfg!(target_os = "linux") {
+        let mut open = open_plan(&s.url("/"), 200.0, 0.1, 2);
+        open.io = loadgen::Io::Auto;
+        let r = loadgen::run(open, never(), None).await.unwrap();
+        assert_eq!(r.run.io.as_deref(), Some("uring"));
+        assert_eq!(outcome(&r, "2xx"), 20);
+    }
+}
+
 #[tokio::test]
 async fn disabled_keepalive_opens_a_connection_per_request() {
     let s = hyper_server().await;
