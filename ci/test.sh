@@ -23,5 +23,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # The engine tests once on each backend by name (the run above used `auto`, which
 # picks by load model): both must classify every outcome alike.
-LOADGEN_TEST_IO=uring cargo test -p loadgen --locked --test engine --test tls
-LOADGEN_TEST_IO=epoll cargo test -p loadgen --locked --test engine --test tls
+# (`--workspace`, not `-p loadgen`: the same feature set as above, so nothing rebuilds.)
+LOADGEN_TEST_IO=uring cargo test --workspace --locked --test engine --test tls
+LOADGEN_TEST_IO=epoll cargo test --workspace --locked --test engine --test tls
