@@ -7,10 +7,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
+use socket2::SockAddr;
 use tokio::io::unix::AsyncFd;
 
-use crate::sock::{Backend, Socket};
+use crate::sock::{tcp_socket, Backend, Socket};
 
 pub(crate) struct Epoll;
 
@@ -51,13 +51,7 @@ impl Socket for EpollSocket {
     /// `TcpStream` would be registered, then deregistered again to become an
     /// `AsyncFd`).
     async fn connect(addr: &SocketAddr) -> io::Result<Self> {
-        let socket = RawSocket::new(
-            Domain::for_address(*addr),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
-        socket.set_nonblocking(true)?;
-        socket.set_nodelay(true)?;
+        let socket = tcp_socket(addr)?;
         match socket.connect(&SockAddr::from(*addr)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
-use socket2::{Domain, Protocol, SockAddr, Socket as RawSocket, Type};
+use socket2::SockAddr;
 
-use crate::sock::{Backend, Socket};
+use crate::sock::{tcp_socket, Backend, Socket};
 
 const SQ_ENTRIES: u32 = 256;
 const CQ_ENTRIES: u32 = 4 * SQ_ENTRIES;
@@ -1426,12 +1426,7 @@ impl UringSocket {
 impl Socket for UringSocket {
     async fn connect(addr: &SocketAddr) -> io::Result<Self> {
         let reactor = with_reactor(|r| r.id);
-        let socket = RawSocket::new(
-            Domain::for_address(*addr),
-            Type::STREAM.nonblocking().cloexec(),
-            Some(Protocol::TCP),
-        )?;
-        socket.set_nodelay(true)?;
+        let socket = tcp_socket(addr)?;
         let (idx, gen) = with_reactor(|r| r.start_connect(socket.into(), SockAddr::from(*addr)));
         // Owned from here on: dropping this future drops it, which cancels the
         // CONNECT.
@@ -1529,6 +1524,7 @@ impl Future for UringSleep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socket2::{Domain, Socket as RawSocket, Type};
     use std::cell::Cell;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
