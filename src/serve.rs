@@ -121,10 +121,10 @@ fn serve_api(args: ApiArgs) -> anyhow::Result<ExitCode> {
     let mut config = ApiConfig::new(&args.name, args.db, args.jwt_secret.into_bytes());
     config.redis_url = args.redis;
     if let Some(n) = args.db_pool_size {
-        config.db_pool_size = n;
+        config.store.pool_size = n;
     }
     if let Some(ttl) = args.idempotency_ttl {
-        config.idempotency_ttl = ttl;
+        config.store.idempotency_ttl = ttl;
     }
     runtime(args.threads)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -22,12 +22,12 @@ const SECOND: Duration = Duration::from_secs(1);
 /// The config with the default TTL and a clock the test advances.
 fn with_clock(mut config: ApiConfig) -> (ApiConfig, Clock) {
     assert_eq!(
-        config.idempotency_ttl,
+        config.store.idempotency_ttl,
         24 * HOUR,
         "a day, as Stripe keeps them"
     );
     let clock = Clock::default();
-    config.clock = clock.clone();
+    config.store.clock = clock.clone();
     (config, clock)
 }
 

@@ -32,9 +32,8 @@ pub use openapi::ApiDoc;
 
 use crate::auth::JwtKey;
 use crate::cache::Cache;
-pub use crate::store::Clock;
-pub use crate::store::DbConfig;
-use crate::store::{Created, Store, StoreOptions, StoredResponse};
+pub use crate::store::{Clock, DbConfig, StoreOptions};
+use crate::store::{Created, Store, StoredResponse};
 use metrics::Metrics;
 
 /// Everything one API instance needs; build with `ApiConfig::new` and adjust.
@@ -53,26 +52,16 @@ pub struct ApiConfig {
     pub cache_timeout: Duration,
     /// How long a cached entry lives (writes invalidate sooner).
     pub cache_ttl: Duration,
-    pub db_pool_size: u32,
-    /// Waiting longer than this for a connection answers 503.
-    pub db_acquire_timeout: Duration,
-    /// Bound on each database call (a stalled server answers 503).
-    pub db_query_timeout: Duration,
+    /// The database pool, its timeouts and Idempotency-Key retention.
+    pub store: StoreOptions,
     /// Larger request bodies answer 413.
     pub body_limit: usize,
     /// Lifetime of tokens issued at login.
     pub token_ttl: Duration,
-    /// How long an Idempotency-Key is remembered; a reuse after it is a new
-    /// request. Expired keys are pruned in the background.
-    pub idempotency_ttl: Duration,
-    /// The time key ages are measured on: the system clock unless a test
-    /// passes a clone it advances.
-    pub clock: Clock,
 }
 
 impl ApiConfig {
     pub fn new(name: impl Into<String>, db: DbConfig, jwt_secret: impl Into<Vec<u8>>) -> Self {
-        let defaults = StoreOptions::default();
         Self {
             name: name.into(),
             db,
@@ -81,13 +70,9 @@ impl ApiConfig {
             drain_grace: Duration::from_secs(10),
             cache_timeout: Duration::from_millis(50),
             cache_ttl: Duration::from_secs(60),
-            db_pool_size: defaults.pool_size,
-            db_acquire_timeout: defaults.acquire_timeout,
-            db_query_timeout: defaults.query_timeout,
+            store: StoreOptions::default(),
             body_limit: 64 * 1024,
             token_ttl: Duration::from_secs(3600),
-            idempotency_ttl: defaults.idempotency_ttl,
-            clock: defaults.clock,
         }
     }
 }
@@ -112,14 +97,7 @@ impl AppState {
     /// Connects to the database (running migrations) and starts the cache
     /// connection in the background.
     pub async fn connect(config: &ApiConfig) -> Result<AppState, ApiError> {
-        let options = StoreOptions {
-            pool_size: config.db_pool_size,
-            acquire_timeout: config.db_acquire_timeout,
-            query_timeout: config.db_query_timeout,
-            idempotency_ttl: config.idempotency_ttl,
-            clock: config.clock.clone(),
-        };
-        let store = Store::connect_with(&config.db, &options)
+        let store = Store::connect_with(&config.db, &config.store)
             .await
             .map_err(ApiError::Startup)?;
         let cache = match &config.redis_url {

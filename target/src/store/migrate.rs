@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use super::StoreError;
 
 /// (version, SQLite text, PostgreSQL text); append only.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         include_str!("schema/sqlite.sql"),
@@ -31,18 +31,23 @@ const PG_LOCK_ID: i64 = 0x510_1ab;
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
     (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)";
 
-fn failed(e: sqlx::Error) -> StoreError {
+/// A migration's error as the caller sees it: transient ones stay retryable
+/// (503), anything else is a failed migration.
+pub(super) fn failed(e: sqlx::Error) -> StoreError {
     match super::classify(e) {
         StoreError::Unavailable(m) => StoreError::Unavailable(m),
         other => StoreError::Migration(other.to_string()),
     }
 }
 
-pub(super) async fn sqlite(options: &SqliteConnectOptions) -> Result<(), StoreError> {
+/// Returns sqlx's error as is: the caller decides by SQLite's result code
+/// whether another instance holding the file is worth waiting out, then turns
+/// it into a `StoreError` with [`failed`].
+pub(super) async fn sqlite(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
     // A dedicated connection: the raw BEGIN below is invisible to sqlx's
     // transaction tracking, so it must never go back into a pool half-done.
-    let mut conn = options.connect().await.map_err(failed)?;
-    conn.execute("BEGIN IMMEDIATE").await.map_err(failed)?;
+    let mut conn = options.connect().await?;
+    conn.execute("BEGIN IMMEDIATE").await?;
     let result = async {
         conn.execute(CREATE_LEDGER).await?;
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
@@ -65,8 +70,8 @@ pub(super) async fn sqlite(options: &SqliteConnectOptions) -> Result<(), StoreEr
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute(end).await;
     let _ = conn.close().await;
-    result.map_err(failed)?;
-    ended.map_err(failed)?;
+    result?;
+    ended?;
     Ok(())
 }
 

@@ -15,12 +15,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
+use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteError, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::FromRow;
@@ -51,12 +52,17 @@ pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// into a quick 503 rather than a pile of stuck requests.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// Database connections in this instance's pool.
     pub pool_size: u32,
+    /// Waiting longer than this for a connection answers 503.
     pub acquire_timeout: Duration,
+    /// Bound on each database call (a stalled server answers 503).
     pub query_timeout: Duration,
-    /// After this an Idempotency-Key is forgotten: a request reusing it is new.
+    /// How long an Idempotency-Key is remembered; a request reusing it after
+    /// that is new. The API prunes expired keys in the background.
     pub idempotency_ttl: Duration,
-    /// The time source for key ages (tests advance it instead of waiting).
+    /// The time key ages are measured on: the system clock unless a test
+    /// passes a clone it advances (instead of waiting).
     pub clock: Clock,
 }
 
@@ -134,27 +140,41 @@ fn classify(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::Database(ref db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            match db.kind() {
-                ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => {
-                    StoreError::Conflict(db.message().to_string())
-                }
-                _ if is_unavailable_code(&code) => StoreError::Unavailable(db.message().into()),
-                _ => StoreError::Database(e),
+        sqlx::Error::Database(ref db) => match db.kind() {
+            ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => {
+                StoreError::Conflict(db.message().to_string())
             }
-        }
+            _ if is_transient(&**db) => StoreError::Unavailable(db.message().into()),
+            _ => StoreError::Database(e),
+        },
         other => StoreError::Database(other),
     }
 }
 
-/// PostgreSQL connection-exception and shutdown codes, SQLite BUSY/LOCKED
-/// (base code of an extended code): transient, so 503 rather than 500.
-fn is_unavailable_code(code: &str) -> bool {
-    if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
-        return true;
+/// Transient, so 503 rather than 500: PostgreSQL's connection-exception (08),
+/// operator-intervention (57P: shutdown, crash) and too-many-connections codes;
+/// SQLite's BUSY/LOCKED. Which backend said it decides how the code is read: a
+/// PostgreSQL SQLSTATE such as 42501 (permission denied) parses as a number
+/// whose low byte is 5, and is no lock.
+fn is_transient(db: &dyn DatabaseError) -> bool {
+    if db.try_downcast_ref::<SqliteError>().is_some() {
+        return is_sqlite_busy(db);
     }
-    matches!(code.parse::<i64>(), Ok(n) if n % 256 == 5 || n % 256 == 6)
+    let code = db.code().unwrap_or_default();
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
+}
+
+/// Whether SQLite refused because another connection holds the file or a table:
+/// SQLITE_BUSY or SQLITE_LOCKED. sqlx reports the extended result code, whose
+/// low byte is the primary one (SQLITE_BUSY_SNAPSHOT is 5 | 2 << 8).
+fn is_sqlite_busy(db: &dyn DatabaseError) -> bool {
+    const SQLITE_BUSY: i64 = 5;
+    const SQLITE_LOCKED: i64 = 6;
+    db.try_downcast_ref::<SqliteError>().is_some()
+        && matches!(
+            db.code().and_then(|c| c.parse::<i64>().ok()),
+            Some(code) if matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)
+        )
 }
 
 /// A value bound to a `$n` placeholder, owned so one query text and its
@@ -256,21 +276,78 @@ pub struct Store {
 /// How long opening a SQLite file keeps retrying while other instances hold it.
 const SQLITE_OPEN_RETRY: Duration = Duration::from_secs(10);
 
-fn is_sqlite_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
+/// A failed attempt at opening a SQLite file. It keeps sqlx's error (rather
+/// than a `StoreError`'s text) so the retry decision can read SQLite's code.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("migrating: {0}")]
+    Migrate(#[source] sqlx::Error),
+    #[error("connecting: {0}")]
+    Connect(#[source] sqlx::Error),
+}
+
+impl OpenError {
+    /// Another connection holds the file: worth another attempt.
+    fn is_busy(&self) -> bool {
+        let (OpenError::Migrate(e) | OpenError::Connect(e)) = self;
+        matches!(e, sqlx::Error::Database(db) if is_sqlite_busy(&**db))
+    }
+}
+
+impl From<OpenError> for StoreError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Migrate(e) => migrate::failed(e),
+            OpenError::Connect(e) => classify(e),
+        }
+    }
+}
+
+/// WAL so readers never wait for the writer; the busy timeout covers ordinary
+/// lock waits between instances sharing the file.
+fn sqlite_options(path: &std::path::Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true)
 }
 
 /// Migrates (one writer at a time) and opens the pool on a SQLite file.
 async fn open_sqlite(
     options: &SqliteConnectOptions,
     opts: &StoreOptions,
-) -> Result<SqlitePool, StoreError> {
-    migrate::sqlite(options).await?;
-    Ok(SqlitePoolOptions::new()
+) -> Result<SqlitePool, OpenError> {
+    migrate::sqlite(options).await.map_err(OpenError::Migrate)?;
+    SqlitePoolOptions::new()
         .max_connections(opts.pool_size)
         .acquire_timeout(opts.acquire_timeout)
         .connect_with(options.clone())
-        .await?)
+        .await
+        .map_err(OpenError::Connect)
+}
+
+/// Repeats `attempt` while SQLite answers busy and `deadline` has not passed;
+/// any other outcome (an open pool, another error) returns at once.
+async fn retry_while_busy<F, Fut>(
+    deadline: Instant,
+    mut attempt: F,
+) -> Result<SqlitePool, OpenError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<SqlitePool, OpenError>>,
+{
+    loop {
+        match attempt().await {
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "sqlite busy while opening; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Store {
@@ -282,29 +359,13 @@ impl Store {
     pub async fn connect_with(db: &DbConfig, opts: &StoreOptions) -> Result<Store, StoreError> {
         let pool = match db {
             DbConfig::Sqlite { path } => {
-                let options = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true);
+                let options = sqlite_options(path);
                 // Instances starting at once on a fresh file race to switch it
-                // to WAL and migrate; SQLite answers the loser "database is
-                // locked" at once, without waiting out the busy timeout (its
-                // deadlock avoidance), so the whole open is retried a while.
-                let deadline = std::time::Instant::now() + SQLITE_OPEN_RETRY;
-                loop {
-                    match open_sqlite(&options, opts).await {
-                        Err(StoreError::Unavailable(m))
-                            if is_sqlite_busy(&m) && std::time::Instant::now() < deadline =>
-                        {
-                            tracing::debug!(error = %m, "sqlite busy while opening; retrying");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        other => break Pool::Sqlite(other?),
-                    }
-                }
+                // to WAL and migrate; SQLite answers the loser SQLITE_BUSY at
+                // once, without waiting out the busy timeout (its deadlock
+                // avoidance), so the whole open is retried a while.
+                let deadline = Instant::now() + SQLITE_OPEN_RETRY;
+                Pool::Sqlite(retry_while_busy(deadline, || open_sqlite(&options, opts)).await?)
             }
             DbConfig::Postgres { url } => {
                 let options = sqlx::postgres::PgConnectOptions::from_str(url)
@@ -586,4 +647,174 @@ impl Store {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE id = $1");
         Ok(self.fetch_count(&sql, vec![Bind::I64(id)]).await? > 0)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    use sqlx::{ConnectOptions as _, Connection as _, Executor as _};
+
+    use super::*;
+    use crate::process::postgres::{Postgres, PostgresOptions};
+
+    /// Creates `path` in rollback-journal mode and holds its write lock: an
+    /// open's first step, switching the file to WAL, is then refused with
+    /// SQLITE_BUSY, as it is for the instances that lose a start-up race.
+    async fn hold_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        conn.execute("CREATE TABLE held (x INTEGER)").await.unwrap();
+        conn.execute("BEGIN IMMEDIATE").await.unwrap();
+        conn.execute("INSERT INTO held VALUES (1)").await.unwrap();
+        conn
+    }
+
+    async fn migrations_applied(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// The retry proven without racing the clock: the lock is released only
+    /// after the first attempt has been refused, so an open that gave up on
+    /// the first busy answer would fail this test.
+    #[tokio::test]
+    async fn an_open_refused_as_busy_is_retried_until_the_file_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.db");
+        let holder = Mutex::new(Some(hold_write_lock(&path).await));
+        let attempts = AtomicUsize::new(0);
+        let (options, opts) = (sqlite_options(&path), StoreOptions::default());
+        let (holder, attempts, options, opts) = (&holder, &attempts, &options, &opts);
+        let deadline = Instant::now() + SQLITE_OPEN_RETRY;
+        let pool = retry_while_busy(deadline, || async move {
+            let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == 2 {
+                let mut conn = holder.lock().unwrap().take().expect("held once");
+                conn.execute("ROLLBACK").await.unwrap();
+                conn.close().await.unwrap();
+            }
+            let result = open_sqlite(options, opts).await;
+            if n == 1 {
+                assert!(
+                    matches!(&result, Err(e) if e.is_busy()),
+                    "the held file refuses the first attempt as busy: {result:?}"
+                );
+            }
+            result
+        })
+        .await
+        .expect("opens once the lock is released");
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(migrations_applied(&pool).await, MIGRATION_COUNT);
+        pool.close().await;
+    }
+
+    /// Busy past the deadline, or any other error, ends the open at once; a
+    /// busy answer becomes a 503 and the rest do not.
+    #[tokio::test]
+    async fn an_open_stops_at_the_first_error_that_is_not_busy_or_past_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions::default();
+        let count_attempts = |options: SqliteConnectOptions, deadline: Instant| {
+            let opts = &opts;
+            async move {
+                let attempts = AtomicUsize::new(0);
+                let result = retry_while_busy(deadline, || {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    open_sqlite(&options, opts)
+                })
+                .await;
+                (result.expect_err("cannot open"), attempts.into_inner())
+            }
+        };
+
+        let held = dir.path().join("held.db");
+        let _holder = hold_write_lock(&held).await;
+        let (busy, attempts) = count_attempts(sqlite_options(&held), Instant::now()).await;
+        assert!(busy.is_busy(), "{busy:?}");
+        assert_eq!(attempts, 1, "the deadline has passed");
+        let busy = StoreError::from(busy);
+        assert!(matches!(busy, StoreError::Unavailable(_)), "{busy:?}");
+
+        // SQLITE_CANTOPEN: the directory does not exist.
+        let nowhere = dir.path().join("missing").join("tasks.db");
+        let far = Instant::now() + SQLITE_OPEN_RETRY;
+        let (cannot_open, attempts) = count_attempts(sqlite_options(&nowhere), far).await;
+        assert!(!cannot_open.is_busy(), "{cannot_open:?}");
+        assert_eq!(attempts, 1, "only busy is retried");
+        let cannot_open = StoreError::from(cannot_open);
+        assert!(
+            !matches!(cannot_open, StoreError::Unavailable(_)),
+            "{cannot_open:?}"
+        );
+    }
+
+    /// Several instances starting on one fresh file race to switch it to WAL
+    /// and to migrate: every one comes up, and each migration runs once.
+    /// Whether a run hits a busy answer is up to the scheduler (the retry
+    /// itself is proven deterministically above).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn instances_opening_one_fresh_file_at_once_all_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DbConfig::Sqlite {
+            path: dir.path().join("tasks.db"),
+        };
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move { Store::connect(&db).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open.await.unwrap().expect("every instance opens the file");
+            let Pool::Sqlite(pool) = &store.pool else {
+                unreachable!("a sqlite store")
+            };
+            assert_eq!(migrations_applied(pool).await, MIGRATION_COUNT);
+            store.close().await;
+        }
+    }
+
+    /// A PostgreSQL code is never read as a SQLite one: 42501 (permission
+    /// denied) has SQLITE_BUSY's low byte but is a 500, while 57P01 (the
+    /// server ended the session) is a 503.
+    #[tokio::test]
+    async fn postgres_codes_are_not_read_as_sqlite_codes() {
+        let pg = Postgres::start(PostgresOptions::default()).expect("start a private postgres");
+        let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+        conn.execute("CREATE TABLE secret (x INTEGER); CREATE ROLE nobody")
+            .await
+            .unwrap();
+        conn.execute("SET ROLE nobody").await.unwrap();
+        let denied = conn.execute("SELECT x FROM secret").await.unwrap_err();
+        assert_eq!(database_code(&denied).as_deref(), Some("42501"));
+        let denied = classify(denied);
+        assert!(matches!(denied, StoreError::Database(_)), "{denied:?}");
+
+        conn.execute("RESET ROLE").await.unwrap();
+        let ended = conn
+            .execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await
+            .unwrap_err();
+        assert_eq!(database_code(&ended).as_deref(), Some("57P01"));
+        let ended = classify(ended);
+        assert!(matches!(ended, StoreError::Unavailable(_)), "{ended:?}");
+    }
+
+    fn database_code(e: &sqlx::Error) -> Option<String> {
+        e.as_database_error()
+            .and_then(|db| db.code())
+            .map(|c| c.into_owned())
+    }
+
+    /// Every migration, applied once.
+    const MIGRATION_COUNT: i64 = migrate::MIGRATIONS.len() as i64;
 }

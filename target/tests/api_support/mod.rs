@@ -60,7 +60,7 @@ pub fn sqlite_config(dir: &std::path::Path, name: &str) -> ApiConfig {
 
 pub fn postgres_config(url: &str) -> ApiConfig {
     let mut config = ApiConfig::new("api-test", DbConfig::Postgres { url: url.into() }, SECRET);
-    config.db_acquire_timeout = Duration::from_millis(500);
+    config.store.acquire_timeout = Duration::from_millis(500);
     config
 }
 
