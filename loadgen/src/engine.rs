@@ -181,7 +181,7 @@ impl<B: Backend> Worker<B> {
         let watchdog = B::sleep_until(Instant::now() + timeout);
         tokio::pin!(watchdog);
         while let Some(due) = self.next().await {
-            let sent = Instant::now();
+            let sent = B::Socket::clock();
             if let Some(due) = due {
                 let lag = sent.saturating_duration_since(due);
                 self.recorder.roll(shared.index(sent));
@@ -211,7 +211,7 @@ impl<B: Backend> Worker<B> {
                     }
                 }
             };
-            let done = Instant::now();
+            let done = B::Socket::clock();
             let origin = shared.requests[which].origin;
             let (outcome, exchanged) = match result {
                 Ok(Ok(x)) => {
@@ -327,7 +327,8 @@ impl<B: Backend> Worker<B> {
         .await;
         let mut result = first;
         if shared.plan.follow_redirects {
-            let mut method = req.method.clone();
+            // Borrowed: most responses are not redirects, and this runs for each.
+            let mut method: &str = &req.method;
             // Borrowed until a redirect leaves the origin: no copy per request.
             let mut at = std::borrow::Cow::Borrowed(&shared.origins[req.origin]);
             let mut path = String::new();
@@ -339,7 +340,7 @@ impl<B: Backend> Worker<B> {
                 let status = x.meta.status;
                 let keep = matches!(status, 307 | 308);
                 if !keep && method != "HEAD" {
-                    method = "GET".into();
+                    method = "GET";
                 }
                 let (next, next_path) = match resolve_location(&location, &path).await {
                     Ok(t) => t,
@@ -357,7 +358,7 @@ impl<B: Backend> Worker<B> {
                     rng: &mut self.rng,
                     seq: None,
                 };
-                req.encode_redirect(&method, keep, &at.authority, &path, &mut scratch, &mut x);
+                req.encode_redirect(method, keep, &at.authority, &path, &mut scratch, &mut x);
                 let pooled = shared.origins.iter().position(|o| o.same_as(&at));
                 let connect_us = result.as_ref().map(|x| x.connect_us).unwrap_or(0);
                 result = match pooled {

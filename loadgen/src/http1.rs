@@ -207,7 +207,7 @@ impl<S: Socket> Conn<S> {
         self.write_all(request)
             .await
             .map_err(|e| Failure::from_io(e, true))?;
-        let written = Instant::now();
+        let written = S::clock();
         let mut first_byte = FirstByte::None;
         let meta = self
             .read_response(head_only, wanted, &mut first_byte)
@@ -285,7 +285,7 @@ impl<S: Socket> Conn<S> {
         }
         // The bytes read last time were the first: they arrived before this wait.
         if *first_byte == FirstByte::Unmarked {
-            *first_byte = FirstByte::At(Instant::now());
+            *first_byte = FirstByte::At(S::clock());
         }
         let before = *first_byte == FirstByte::None;
         let dst = &mut self.buf[self.end..];

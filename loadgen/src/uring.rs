@@ -245,6 +245,8 @@ struct Local {
     /// `shared` is this one was fired on the executor's thread.
     shared: Cell<*const Shared>,
     ready: RefCell<Vec<usize>>,
+    /// When the executor last looked for completions (see `UringSocket::clock`).
+    clock: Cell<Option<Instant>>,
 }
 
 thread_local! {
@@ -252,8 +254,13 @@ thread_local! {
         Local {
             shared: Cell::new(std::ptr::null()),
             ready: RefCell::new(Vec::new()),
+            clock: Cell::new(None),
         }
     };
+}
+
+fn set_clock(t: Instant) {
+    LOCAL.with(|l| l.clock.set(Some(t)));
 }
 
 /// Sets `LOCAL` for one `block_on_all` and clears it when that ends (by
@@ -265,6 +272,7 @@ impl LocalQueue {
         LOCAL.with(|l| {
             l.shared.set(Arc::as_ptr(shared));
             l.ready.borrow_mut().clear();
+            l.clock.set(None);
         });
         LocalQueue
     }
@@ -649,6 +657,8 @@ struct Reactor {
     wake_armed: bool,
     closing: bool,
     cqes: Vec<cqueue::Entry>,
+    /// The completions `reap` is handling (empty between reaps).
+    batch: Vec<cqueue::Entry>,
     fatal: Option<io::Error>,
 }
 
@@ -679,6 +689,7 @@ impl Reactor {
             wake_armed: false,
             closing: false,
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
+            batch: Vec::with_capacity(CQ_ENTRIES as usize),
             fatal: None,
         };
         reactor.arm_wake();
@@ -1173,6 +1184,9 @@ impl Reactor {
             self.submit_if_needed();
         }
         let drained = self.ring.submission().is_empty();
+        // Everything reaped below had arrived by now: the time the tasks it
+        // wakes stamp their responses (and next sends) with.
+        set_clock(Instant::now());
         self.reap();
         // A failed pair send's CQE that overflowed the CQ was not reaped yet:
         // settling now would take that send as whole. The enter that flushes
@@ -1218,17 +1232,20 @@ impl Reactor {
     }
 
     fn reap(&mut self) {
-        let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.extend(self.ring.completion());
-        while !cqes.is_empty() {
-            for cqe in cqes.drain(..) {
+        // Two buffers that keep their capacity: `cqes` takes what `complete`
+        // stashes while `batch` is handled (no allocation per turn).
+        let mut batch = std::mem::take(&mut self.batch);
+        std::mem::swap(&mut batch, &mut self.cqes);
+        batch.extend(self.ring.completion());
+        while !batch.is_empty() {
+            for cqe in batch.drain(..) {
                 self.complete(cqe.user_data(), cqe.result());
             }
             // Re-arming the wake read with the SQ full may have submitted and
-            // stashed more: handle them rather than overwrite them below.
-            std::mem::swap(&mut cqes, &mut self.cqes);
+            // stashed more: handle them too.
+            std::mem::swap(&mut batch, &mut self.cqes);
         }
-        self.cqes = cqes;
+        self.batch = batch;
     }
 
     fn complete(&mut self, user_data: u64, res: i32) {
@@ -1424,6 +1441,16 @@ impl UringSocket {
 }
 
 impl Socket for UringSocket {
+    /// When the executor last looked for completions: one clock read per turn
+    /// instead of several per request. A response is stamped with when its
+    /// completion was reaped (not later, when its task gets to run after
+    /// others of the same batch). A send is stamped with the same time, one
+    /// round of tasks before the enter that submits it: latency may overcount
+    /// by that round, never undercount.
+    fn clock() -> Instant {
+        LOCAL.with(|l| l.clock.get()).unwrap_or_else(Instant::now)
+    }
+
     async fn connect(addr: &SocketAddr) -> io::Result<Self> {
         let reactor = with_reactor(|r| r.id);
         let socket = tcp_socket(addr)?;
@@ -1630,6 +1657,58 @@ mod tests {
             }
         })]);
         server.join().unwrap();
+    }
+
+    #[test]
+    fn the_clock_brackets_each_exchange() {
+        // What the engine times requests by: a send is stamped no later than
+        // the server saw it, a response no earlier than the server wrote it
+        // (latency never undercounts), and the clock is never ahead of time.
+        let (l, addr) = listener();
+        let server = thread::spawn(move || {
+            let stream = l.accept().unwrap().0;
+            stream.set_nodelay(true).unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let mut marks = Vec::new();
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let read = Instant::now();
+                // Some answers come at once (often in the same turn), some
+                // after the client has gone to sleep in a wait.
+                if marks.len() % 2 == 1 {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                let n: usize = line.strip_prefix("req ").unwrap().parse().unwrap();
+                let wrote = Instant::now();
+                out.write_all(&expected(n)).unwrap();
+                marks.push((read, wrote));
+            }
+            marks
+        });
+        let stamps = Rc::new(RefCell::new(Vec::new()));
+        let seen = stamps.clone();
+        run(vec![task(async move {
+            let mut s = UringSocket::connect(&addr).await.unwrap();
+            for n in 0..20 {
+                let sent = UringSocket::clock();
+                assert!(sent <= Instant::now());
+                s.send_all(format!("req {n}\n").as_bytes()).await.unwrap();
+                assert_eq!(read_line(&mut s, 4096).await.unwrap(), expected(n));
+                let done = UringSocket::clock();
+                assert!(done <= Instant::now());
+                seen.borrow_mut().push((sent, done));
+            }
+        })]);
+        let marks = server.join().unwrap();
+        let stamps = stamps.borrow();
+        assert_eq!(marks.len(), stamps.len());
+        for (i, ((sent, done), (read, wrote))) in stamps.iter().zip(&marks).enumerate() {
+            assert!(sent <= read, "request {i} stamped after the server read it");
+            assert!(
+                done >= wrote,
+                "response {i} stamped before the server wrote it"
+            );
+        }
     }
 
     /// Reads `total` bytes and answers their hash.
