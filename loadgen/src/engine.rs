@@ -638,7 +638,7 @@ fn spawn_uring(
     let handle = tokio::runtime::Handle::current();
     let mut joins = Vec::with_capacity(threads);
     for t in 0..threads {
-        let (shared, tx, handle) = (shared.clone(), tx.clone(), handle.clone());
+        let (mine, tx, handle) = (shared.clone(), tx.clone(), handle.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("loadgen-uring-{t}"))
             .spawn(move || {
@@ -649,15 +649,24 @@ fn spawn_uring(
                 unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
                 let _runtime = handle.enter();
                 let tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = (t
-                    ..shared.plan.connections)
+                    ..mine.plan.connections)
                     .step_by(threads)
-                    .map(|id| Box::pin(worker::<Uring>(&shared, id, &tx).run()) as _)
+                    .map(|id| Box::pin(worker::<Uring>(&mine, id, &tx).run()) as _)
                     .collect();
                 drop(tx);
                 crate::uring::block_on_all(tasks)
-            })
-            .map_err(LoadError::Runtime)?;
-        joins.push(spawned);
+            });
+        match spawned {
+            Ok(j) => joins.push(j),
+            Err(e) => {
+                // The threads already running would go on sending with nobody
+                // to collect their results: stop them. They end by themselves
+                // once their requests in flight do (joining here could block
+                // the runtime a `-o csv` writer needs to let them finish).
+                shared.stop(false);
+                return Err(LoadError::Runtime(e));
+            }
+        }
     }
     Ok(joins)
 }
