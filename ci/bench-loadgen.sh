@@ -7,6 +7,10 @@
 # 1,000,000-request run against a 10,000-request one. slolab runs on both of its
 # backends: `slolab` is the default (`--io auto`: epoll for back-to-back sends)
 # and `sl-uring` is io_uring (`--io uring`).
+# `floor` (FLOOR=0 leaves it out) is ci/floor's cheapest io_uring loop: send,
+# parse, two clock reads, nothing else. It is not a load generator; it shows
+# where the kernel's loopback TCP cost puts the ceiling on this machine in this
+# run, which moves with steal time more than any generator does.
 # The tools run in ROUNDS interleaved rounds and the ratios are medians of the
 # per-round ratios: on a shared or virtual machine (steal time) a single pair of
 # runs can be off by 20 % either way.
@@ -20,6 +24,7 @@ cd "$(dirname "$0")/.."
 
 SECS=${SECONDS_PER_RUN:-10}
 CONNS=${CONNECTIONS:-50}
+export CONNS # the floor reads it
 ROUNDS=${ROUNDS:-3}
 SLOLAB=${SLOLAB:-build/release/slolab}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -28,6 +33,11 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "bench-loadgen: /usr/bin/time is required (apt-get install time)" >&2; exit 1; }
 if [ "$(nproc)" -ge 2 ]; then SERVER_CPU=0; GEN_CPU=1; else SERVER_CPU=0; GEN_CPU=0; fi
+
+FLOOR_BIN=build/release/slolab-floor
+if [ "${FLOOR:-1}" = 1 ] && [ ! -x "$FLOOR_BIN" ]; then
+    (cd ci/floor && cargo build --release -q) || echo "bench-loadgen: ci/floor did not build; no floor row" >&2
+fi
 
 work=$(mktemp -d)
 nginx_pid=""
@@ -80,6 +90,7 @@ run() {
 }
 count_wrk() { awk '/requests in/ { print $1 }' "$1"; }
 count_responses() { awk '/\[2[0-9][0-9]\]/ { gsub(/[^0-9]/, " ", $0); split($0, a, " "); s += a[2] } END { print s + 0 }' "$1"; }
+count_first() { head -1 "$1"; }
 count_slolab() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcomes"]["2xx"])' "$1"; }
 
 : > "$work/rows"
@@ -90,6 +101,9 @@ for round in $(seq "$ROUNDS"); do
     command -v wrk >/dev/null && run wrk count_wrk wrk -t1 -c "$CONNS" -d "${SECS}s" "$URL"
     command -v hey >/dev/null && run hey count_responses hey -z "${SECS}s" -c "$CONNS" "$URL"
     command -v oha >/dev/null && run oha count_responses oha -z "${SECS}s" -c "$CONNS" --no-tui "$URL"
+    if [ "${FLOOR:-1}" = 1 ] && [ -x "$FLOOR_BIN" ]; then
+        run floor count_first "$FLOOR_BIN" uring "$port" "$SECS" single defer link skip fixed pollfirst clock
+    fi
 done
 
 echo

@@ -3,7 +3,7 @@
 //!
 //!   slolab-floor epoll PORT SECS [clock]
 //!   slolab-floor uring PORT SECS [clock] [link] [pollfirst] [multishot] [fixed] [skip]
-//!                                [single] [defer] [coop] [submitall] [wait=N]
+//!                                [single] [defer] [coop] [submitall] [wait=N] [minwait=US] [tsrx]
 //!
 //! 50 keep-alive connections (CONNS env overrides), one pre-encoded GET, every
 //! response parsed with httparse and its Content-Length body consumed exactly.
@@ -175,6 +175,7 @@ struct UOpts {
     submitall: bool,
     wait: usize,
     minwait: u32,
+    tsrx: bool,
 }
 
 fn run_uring(port: u16, secs: f64, req: &[u8], lat: &mut Lat, o: UOpts, nconn: usize) -> u64 {
@@ -252,7 +253,41 @@ fn run_uring(port: u16, secs: f64, req: &[u8], lat: &mut Lat, o: UOpts, nconn: u
         };
         e.flags(send_flags).user_data((i as u64) << 1)
     };
+    // tsrx: every recv is a RECVMSG that also reads the kernel's receive
+    // timestamp (SO_TIMESTAMPNS), which would let a generator batch its waits
+    // without delaying when responses count as arrived. One boxed msghdr,
+    // iovec and control buffer per connection (addresses the kernel keeps).
+    type Msg = (libc::msghdr, libc::iovec, [u64; 8]);
+    let mut msgs: Vec<Box<Msg>> = Vec::new();
+    if o.tsrx {
+        for &fd in &fds {
+            let on: libc::c_int = 1;
+            let r = unsafe {
+                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on as *const _ as *const libc::c_void, 4)
+            };
+            assert_eq!(r, 0, "SO_TIMESTAMPNS");
+            msgs.push(Box::new(unsafe { std::mem::zeroed() }));
+        }
+    }
+    let msgp: Vec<usize> = msgs.iter_mut().map(|b| &mut **b as *mut Msg as usize).collect();
+    // Summed and printed so the timestamps are read, as a generator would.
+    let mut ts_sum: i64 = 0;
     let mk_recv = |i: usize, c: &mut Conn| -> squeue::Entry {
+        if o.tsrx {
+            let m = unsafe { &mut *(msgp[i] as *mut Msg) };
+            m.1.iov_base = unsafe { c.buf.as_mut_ptr().add(c.len) } as *mut libc::c_void;
+            m.1.iov_len = BUF - c.len;
+            m.0.msg_iov = &mut m.1;
+            m.0.msg_iovlen = 1;
+            m.0.msg_control = m.2.as_mut_ptr() as *mut libc::c_void;
+            m.0.msg_controllen = 64;
+            let e = if o.fixed {
+                opcode::RecvMsg::new(types::Fixed(i as u32), &mut m.0).ioprio(recv_ioprio).build()
+            } else {
+                opcode::RecvMsg::new(types::Fd(fds[i]), &mut m.0).ioprio(recv_ioprio).build()
+            };
+            return e.user_data(((i as u64) << 1) | 1);
+        }
         let p = unsafe { c.buf.as_mut_ptr().add(c.len) };
         let l = (BUF - c.len) as u32;
         let e = if o.fixed {
@@ -356,6 +391,16 @@ fn run_uring(port: u16, secs: f64, req: &[u8], lat: &mut Lat, o: UOpts, nconn: u
                 }
             } else {
                 assert!(res > 0, "recv {res}");
+                if o.tsrx {
+                    let m = unsafe { &*(msgp[i] as *const Msg) };
+                    let cm = unsafe { libc::CMSG_FIRSTHDR(&m.0) };
+                    if !cm.is_null() && unsafe { (*cm).cmsg_type } == libc::SCM_TIMESTAMPNS {
+                        let ts = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const libc::timespec) };
+                        ts_sum = ts_sum.wrapping_add(ts.tv_nsec);
+                    } else {
+                        panic!("a RECVMSG without its timestamp");
+                    }
+                }
                 c.len += res as usize;
                 if let Some(used) = parse(&c.buf[..c.len]) {
                     count += 1;
@@ -373,6 +418,9 @@ fn run_uring(port: u16, secs: f64, req: &[u8], lat: &mut Lat, o: UOpts, nconn: u
         }
         unsafe { ring.submission().push_multiple(&pending).unwrap() };
         pending.clear();
+    }
+    if o.tsrx {
+        eprintln!("ts_sum {ts_sum}");
     }
     count
 }
@@ -408,6 +456,7 @@ fn main() {
                 coop: has("coop"),
                 submitall: has("submitall"),
                 wait,
+                tsrx: has("tsrx"),
                 minwait: flags.iter().find_map(|f| f.strip_prefix("minwait=")).map(|v| v.parse().unwrap()).unwrap_or(0),
             };
             run_uring(port, secs, &req, &mut lat, o, nconn)
