@@ -37,6 +37,8 @@ const MAX_REDIRECTS: usize = 10;
 struct Shared {
     plan: LoadPlan,
     requests: Vec<CompiledRequest>,
+    /// Picks a request by weight (`None`: there is only one).
+    pick: Option<WeightedIndex<u32>>,
     origins: Vec<Origin>,
     /// One TLS client config per run: its session cache makes reconnects resume.
     tls: Arc<rustls::ClientConfig>,
@@ -123,7 +125,6 @@ struct Worker<B: Backend> {
     pacer: Pacer,
     conns: Vec<Option<Conn<B::Socket>>>,
     rng: ChaCha8Rng,
-    pick: Option<WeightedIndex<u32>>,
     scratch: Vec<u8>,
     recorder: Recorder,
 }
@@ -188,7 +189,7 @@ impl<B: Backend> Worker<B> {
                 self.recorder
                     .send_lag(lag.as_micros() as u64, lag > LATE_THRESHOLD);
             }
-            let which = match &self.pick {
+            let which = match &shared.pick {
                 Some(w) => w.sample(&mut self.rng),
                 None => 0,
             };
@@ -515,13 +516,11 @@ fn worker<B: Backend>(
         },
         Model::Open { .. } => Pacer::Open,
     };
-    let weights: Vec<u32> = plan.requests.iter().map(|r| r.weight).collect();
     Worker {
         shared: shared.clone(),
         pacer,
         conns: (0..shared.origins.len()).map(|_| None).collect(),
         rng,
-        pick: (weights.len() > 1).then(|| WeightedIndex::new(&weights).expect("weights validated")),
         scratch: Vec::new(),
         recorder: Recorder::new(plan.bad.clone(), tx.clone()),
     }
@@ -767,9 +766,14 @@ pub(crate) async fn run(
     let tls =
         tls::client_config().map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
     let started_at = chrono::Utc::now();
+    // Once for every worker (each draws from it with its own seeded stream).
+    let pick = (plan.requests.len() > 1).then(|| {
+        WeightedIndex::new(plan.requests.iter().map(|r| r.weight)).expect("weights validated")
+    });
     let start = Instant::now();
     let shared = Arc::new(Shared {
         interval_us: plan.interval.as_micros() as u64,
+        pick,
         requests,
         origins,
         tls,
