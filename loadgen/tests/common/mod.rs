@@ -224,7 +224,7 @@ pub fn closed_plan(url: &str, count: u64, connections: usize) -> LoadPlan {
 }
 
 /// The backend under test: `LOADGEN_TEST_IO` (auto, epoll or uring; `ci/test.sh`
-/// runs these tests once with the default and once with epoll).
+/// runs these tests with the default, then with uring and with epoll by name).
 pub fn io() -> loadgen::Io {
     std::env::var("LOADGEN_TEST_IO")
         .ok()
