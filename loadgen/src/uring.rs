@@ -224,11 +224,16 @@ impl Shared {
         // or we see it parked and write the eventfd.
         self.remote_queued.store(true, Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live array to an eventfd this struct
-            // owns (so it is open). A full counter (EAGAIN) already means "wake".
-            let _ = unsafe { libc::write(self.eventfd.as_raw_fd(), one.as_ptr().cast(), 8) };
+            self.signal();
         }
+    }
+
+    /// Completes the executor's armed eventfd read: wakes a parked executor.
+    fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live array to an eventfd this struct
+        // owns (so it is open). A full counter (EAGAIN) already means "wake".
+        let _ = unsafe { libc::write(self.eventfd.as_raw_fd(), one.as_ptr().cast(), 8) };
     }
 
     /// Moves the other threads' wakes into `into`.
@@ -554,28 +559,35 @@ impl Slot {
         }
     }
 
+    /// Whether this slot is still the socket generation `gen` named.
+    fn is(&self, gen: u32) -> bool {
+        self.in_use && self.gen == gen
+    }
+
     fn raw_fd(&self) -> RawFd {
         self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 
-    /// What an SQE's fd field holds for this socket: its file-table index or
-    /// its fd. Pass the entry through `target_flags` too.
-    fn target(&self, idx: usize) -> Fd {
+    /// What an SQE for this socket holds: in its fd field, the file-table
+    /// index or the fd; in its flags, IOSQE_FIXED_FILE for an index (what the
+    /// crate's `types::Fixed` sets; one code path serves both kinds of socket).
+    fn target(&self, idx: usize) -> (Fd, squeue::Flags) {
         if self.fixed {
-            Fd(idx as RawFd)
+            (Fd(idx as RawFd), squeue::Flags::FIXED_FILE)
         } else {
-            Fd(self.raw_fd())
+            (Fd(self.raw_fd()), squeue::Flags::empty())
         }
     }
 
-    /// IOSQE_FIXED_FILE when `target` is a table index (what the crate's
-    /// `types::Fixed` sets; one code path serves both kinds of socket).
-    fn target_flags(&self) -> squeue::Flags {
-        if self.fixed {
-            squeue::Flags::FIXED_FILE
-        } else {
-            squeue::Flags::empty()
-        }
+    /// A RECV into the free end of `rbuf`, and the flags its SQE needs.
+    fn recv_op(&mut self, idx: usize) -> (opcode::Recv, squeue::Flags) {
+        let (fd, flags) = self.target(idx);
+        // SAFETY (pointer arithmetic): rlen <= RECV_BUF == rbuf.len().
+        let ptr = unsafe { self.rbuf.as_mut_ptr().add(self.rlen) };
+        (
+            opcode::Recv::new(fd, ptr, (RECV_BUF - self.rlen) as u32),
+            flags,
+        )
     }
 
     fn register(&mut self, cx: &Context<'_>) {
@@ -780,10 +792,7 @@ impl Reactor {
 
     fn slot(&mut self, idx: usize, gen: u32) -> &mut Slot {
         let slot = &mut self.slots[idx];
-        assert!(
-            slot.in_use && slot.gen == gen,
-            "a UringSocket outlived its slot"
-        );
+        assert!(slot.is(gen), "a UringSocket outlived its slot");
         slot
     }
 
@@ -840,7 +849,7 @@ impl Reactor {
     fn start_connect(&mut self, fd: OwnedFd, addr: SockAddr) -> (usize, u32) {
         let (idx, gen) = self.alloc(fd);
         let slot = &mut self.slots[idx];
-        let (fd, flags) = (slot.target(idx), slot.target_flags());
+        let (fd, flags) = slot.target(idx);
         let addr = slot.addr.insert(Box::new(addr));
         let entry = opcode::Connect::new(fd, addr.as_ptr(), addr.len())
             .build()
@@ -909,10 +918,10 @@ impl Reactor {
         let staged = std::mem::take(&mut self.staged);
         for &(idx, gen) in &staged {
             let slot = &mut self.slots[idx];
-            if !(slot.in_use && slot.gen == gen && slot.recv == RecvState::Staged) {
+            if !(slot.is(gen) && slot.recv == RecvState::Staged) {
                 continue; // closed since
             }
-            let (fd, flags) = (slot.target(idx), slot.target_flags());
+            let (fd, flags) = slot.target(idx);
             // MSG_DONTWAIT: the send ends inside the enter that submits it
             // (whole, short, or failed), never parked on a full socket buffer.
             // So once that enter returns, its success is known (a short or
@@ -924,9 +933,8 @@ impl Reactor {
                 .build()
                 .flags(flags | squeue::Flags::SKIP_SUCCESS | squeue::Flags::IO_LINK)
                 .user_data(Kind::LinkedSend.user_data(idx, gen));
-            // SAFETY (pointer arithmetic): rlen <= RECV_BUF == rbuf.len().
-            let recv_ptr = unsafe { slot.rbuf.as_mut_ptr().add(slot.rlen) };
-            let recv = opcode::Recv::new(fd, recv_ptr, (RECV_BUF - slot.rlen) as u32)
+            let (recv, _) = slot.recv_op(idx);
+            let recv = recv
                 // The answer to a request just sent is not there yet: arm the
                 // socket's poll at once instead of trying a receive first.
                 .ioprio(RECVSEND_POLL_FIRST)
@@ -952,7 +960,7 @@ impl Reactor {
     fn settle(&mut self) {
         for (idx, gen) in self.unsettled.drain(..) {
             let slot = &mut self.slots[idx];
-            if slot.in_use && slot.gen == gen && slot.send == SendState::Paired {
+            if slot.is(gen) && slot.send == SendState::Paired {
                 slot.send = SendState::Idle;
                 if std::mem::take(&mut slot.settle_waiter) {
                     if let Some(w) = &slot.waker {
@@ -1008,10 +1016,11 @@ impl Reactor {
                     let len = (slot.sbuf.len() - sent).min(MAX_OP_LEN);
                     // SAFETY (pointer arithmetic): sent < sbuf.len().
                     let ptr = unsafe { slot.sbuf.as_ptr().add(sent) };
-                    let entry = opcode::Send::new(slot.target(idx), ptr, len as u32)
+                    let (fd, flags) = slot.target(idx);
+                    let entry = opcode::Send::new(fd, ptr, len as u32)
                         .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
                         .build()
-                        .flags(slot.target_flags())
+                        .flags(flags)
                         .user_data(Kind::Send.user_data(idx, gen));
                     slot.send = SendState::Plain {
                         sent,
@@ -1082,11 +1091,10 @@ impl Reactor {
         slot.register(cx);
         if slot.recv == RecvState::Idle {
             slot.compact();
-            // SAFETY (pointer arithmetic): rlen <= RECV_BUF == rbuf.len().
-            let ptr = unsafe { slot.rbuf.as_mut_ptr().add(slot.rlen) };
-            let entry = opcode::Recv::new(slot.target(idx), ptr, (RECV_BUF - slot.rlen) as u32)
+            let (recv, flags) = slot.recv_op(idx);
+            let entry = recv
                 .build()
-                .flags(slot.target_flags())
+                .flags(flags)
                 .user_data(Kind::Recv.user_data(idx, gen));
             slot.recv = RecvState::Armed;
             slot.pending += 1;
@@ -1100,7 +1108,7 @@ impl Reactor {
     /// The socket was dropped: wake its pending ops and free it once they end.
     fn close(&mut self, idx: usize, gen: u32) {
         let slot = &mut self.slots[idx];
-        if !(slot.in_use && slot.gen == gen && slot.open) {
+        if !(slot.is(gen) && slot.open) {
             return;
         }
         slot.open = false;
@@ -1264,7 +1272,7 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
-        if !slot.in_use || slot.gen != gen {
+        if !slot.is(gen) {
             // Not one we count (a link's -ECANCELED from a kernel that posts
             // it): the slot it named is gone, and with it anything to update.
             return;
@@ -1358,10 +1366,7 @@ impl Reactor {
         }
         self.closing = true;
         if self.wake_armed {
-            // Completes the armed read.
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live array to our open eventfd.
-            let _ = unsafe { libc::write(self.shared.eventfd.as_raw_fd(), one.as_ptr().cast(), 8) };
+            self.shared.signal();
         }
         let limit = Instant::now() + TEARDOWN_LIMIT;
         while self.in_use > 0 || self.wake_armed {
@@ -1562,7 +1567,6 @@ mod tests {
         Box::pin(f)
     }
 
-    /// Runs the tasks and checks that teardown found every op completed.
     /// Starts a recv that the server never answers and gives up on it after
     /// 50 ms, as the engine does on a timeout: the RECV stays in the ring.
     async fn abandon_recv(s: &mut UringSocket) {
@@ -1580,6 +1584,7 @@ mod tests {
         .await;
     }
 
+    /// Runs the tasks and checks that teardown found every op completed.
     fn run(tasks: Vec<Task>) {
         assert_eq!(
             run_all(tasks, FILE_TABLE).expect("block_on_all"),
