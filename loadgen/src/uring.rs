@@ -650,7 +650,6 @@ struct Reactor {
     /// Lowest index first: slots inside the file table are reused before
     /// those past it.
     free: BinaryHeap<Reverse<usize>>,
-    in_use: usize,
     /// Entries of the registered-file table (0: the kernel refused one).
     files: u32,
     /// Slots whose SEND+RECV pair goes into the SQ at the next flush: writes
@@ -689,7 +688,6 @@ impl Reactor {
             ring,
             slots: Vec::new(),
             free: BinaryHeap::new(),
-            in_use: 0,
             files,
             staged: Vec::new(),
             unsettled: Vec::new(),
@@ -815,7 +813,6 @@ impl Reactor {
                 .register_files_update(idx as u32, &[fd.as_raw_fd()])
                 .is_ok_and(|n| n == 1);
         slot.fd = Some(fd);
-        self.in_use += 1;
         (idx, slot.gen)
     }
 
@@ -843,7 +840,12 @@ impl Reactor {
             ..Slot::empty()
         };
         self.free.push(Reverse(idx));
-        self.in_use -= 1;
+    }
+
+    /// Slots held by a socket or its ops still in flight (every slot is in use
+    /// or on the free list).
+    fn in_use(&self) -> usize {
+        self.slots.len() - self.free.len()
     }
 
     fn start_connect(&mut self, fd: OwnedFd, addr: SockAddr) -> (usize, u32) {
@@ -1369,7 +1371,7 @@ impl Reactor {
             self.shared.signal();
         }
         let limit = Instant::now() + TEARDOWN_LIMIT;
-        while self.in_use > 0 || self.wake_armed {
+        while self.in_use() > 0 || self.wake_armed {
             let left = limit.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -1377,7 +1379,7 @@ impl Reactor {
             self.wait(Some(left.min(Duration::from_millis(100))));
             self.reap();
         }
-        let leaked = self.in_use;
+        let leaked = self.in_use();
         if leaked > 0 || self.wake_armed {
             tracing::warn!(
                 sockets = leaked,
@@ -2155,7 +2157,7 @@ mod tests {
                 // The server sees the shutdown before the slots are freed
                 // (when their cancelled ops' CQEs are reaped).
                 let limit = Instant::now() + Duration::from_secs(30);
-                while with_reactor(|r| r.in_use) > 0 {
+                while with_reactor(|r| r.in_use()) > 0 {
                     assert!(Instant::now() < limit, "closed sockets were not freed");
                     Uring::sleep_until(Instant::now() + Duration::from_millis(1)).await;
                 }
