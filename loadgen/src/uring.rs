@@ -1624,9 +1624,13 @@ mod tests {
         let mut out = stream.try_clone().unwrap();
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
-            let n: usize = line.strip_prefix("req ").unwrap().parse().unwrap();
-            out.write_all(&expected(n)).unwrap();
+            out.write_all(&answer(&line)).unwrap();
         }
+    }
+
+    /// The answer to the line `req N` (without its newline).
+    fn answer(line: &str) -> Vec<u8> {
+        expected(line.strip_prefix("req ").unwrap().parse().unwrap())
     }
 
     fn expected(n: usize) -> Vec<u8> {
@@ -1685,9 +1689,9 @@ mod tests {
                 if marks.len() % 2 == 1 {
                     thread::sleep(Duration::from_millis(5));
                 }
-                let n: usize = line.strip_prefix("req ").unwrap().parse().unwrap();
+                let reply = answer(&line);
                 let wrote = Instant::now();
-                out.write_all(&expected(n)).unwrap();
+                out.write_all(&reply).unwrap();
                 marks.push((read, wrote));
             }
             marks
@@ -2193,8 +2197,7 @@ mod tests {
             let Some(line) = line.strip_suffix('\n') else {
                 return; // EOF
             };
-            let n: usize = line.strip_prefix("req ").unwrap().parse().unwrap();
-            out.write_all(&expected(n)).unwrap();
+            out.write_all(&answer(line)).unwrap();
         }
     }
 
