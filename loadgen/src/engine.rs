@@ -909,6 +909,8 @@ pub(crate) async fn run(
         outcomes: outcome_map(&total.outcomes),
         status_codes,
         latency: crate::results::LatencySummary::from_histogram(&acc.latency),
+        latency_good: crate::results::LatencySummary::from_histogram(&acc.good_latency()),
+        latency_bad: crate::results::LatencySummary::from_histogram(&acc.bad_latency),
         service_time: crate::results::LatencySummary::from_histogram(&acc.service),
         bytes_received: total.bytes,
         by_header,
@@ -940,6 +942,11 @@ pub(crate) async fn run(
         timeline,
         histogram: encode_histogram(&acc.latency),
         service_histogram: encode_histogram(&acc.service),
+        bad_histogram: if acc.bad_latency.is_empty() {
+            String::new()
+        } else {
+            encode_histogram(&acc.bad_latency)
+        },
         extra,
     })
 }

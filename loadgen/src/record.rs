@@ -46,7 +46,9 @@ pub(crate) struct IntervalPart {
     pub status_codes: Vec<(u16, u64)>,
     pub bytes: u64,
     /// (latency µs, service time µs) of each response, recorded by the aggregator:
-    /// 8 bytes a sample instead of two ≥16 KB histograms per worker.
+    /// 8 bytes a sample instead of two ≥16 KB histograms per worker. The latency's
+    /// top bit ([`BAD_BIT`]) marks a bad response, so good and bad latency split
+    /// at no extra cost.
     pub samples: Vec<[u32; 2]>,
     pub late_sends: u64,
     pub max_lag_us: u64,
@@ -94,6 +96,10 @@ impl IntervalPart {
     }
 }
 
+/// Marks a sample's latency as a bad response's; latencies are clamped below it
+/// (2^31 µs is 35 minutes, far past any timeout).
+const BAD_BIT: u32 = 1 << 31;
+
 /// Samples a worker buffers before handing them over (8 bytes each).
 const SAMPLES: usize = 512;
 
@@ -101,7 +107,10 @@ const SAMPLES: usize = 512;
 #[derive(Debug)]
 pub(crate) struct Acc {
     pub counts: IntervalPart,
+    /// Every response's latency, good or bad.
     pub latency: Histogram<u64>,
+    /// Bad responses' latency only (a fast 503 is not a fast success).
+    pub bad_latency: Histogram<u64>,
     pub service: Histogram<u64>,
 }
 
@@ -110,6 +119,7 @@ impl Acc {
         Self {
             counts: IntervalPart::new(index),
             latency: histogram(),
+            bad_latency: histogram(),
             service: histogram(),
         }
     }
@@ -117,9 +127,21 @@ impl Acc {
     fn add(&mut self, part: &IntervalPart) {
         self.counts.merge(part);
         for [l, s] in &part.samples {
-            record_us(&mut self.latency, u64::from(*l));
+            let us = u64::from(*l & !BAD_BIT);
+            record_us(&mut self.latency, us);
+            if *l & BAD_BIT != 0 {
+                record_us(&mut self.bad_latency, us);
+            }
             record_us(&mut self.service, u64::from(*s));
         }
+    }
+
+    /// Good responses' latency: every response's minus the bad ones'.
+    pub fn good_latency(&self) -> Histogram<u64> {
+        let mut good = self.latency.clone();
+        // Every bad value was also recorded in `latency`, so this cannot underflow.
+        let _ = good.subtract(&self.bad_latency);
+        good
     }
 }
 
@@ -272,7 +294,8 @@ impl Recorder {
         let p = &mut self.part;
         p.requests += 1;
         p.outcomes[s.outcome.index()] += 1;
-        if is_bad(&self.policy, s.outcome, s.status) {
+        let bad = is_bad(&self.policy, s.outcome, s.status);
+        if bad {
             p.bad += 1;
         } else {
             p.good += 1;
@@ -280,8 +303,10 @@ impl Recorder {
         if s.outcome.is_response() || s.status != 0 {
             bump(&mut p.status_codes, s.status, 1);
             p.bytes += s.bytes;
-            let clamp = |us: u64| us.min(u64::from(u32::MAX)) as u32;
-            p.samples.push([clamp(s.latency_us), clamp(s.service_us)]);
+            let clamp = |us: u64| us.min(u64::from(BAD_BIT - 1)) as u32;
+            let flag = if bad { BAD_BIT } else { 0 };
+            p.samples
+                .push([clamp(s.latency_us) | flag, clamp(s.service_us)]);
             if let Some(v) = s.tracked {
                 match p.by_header.get_mut(v) {
                     Some(n) => *n += 1,
@@ -407,6 +432,8 @@ impl Aggregator {
     fn encode(&self, acc: &Acc) -> Interval {
         let w = self.interval.as_secs_f64();
         let c = &acc.counts;
+        let mut status_codes: BTreeMap<u16, u64> = c.status_codes.iter().copied().collect();
+        status_codes.retain(|_, n| *n > 0);
         Interval {
             start_s: c.index as f64 * w,
             duration_s: w,
@@ -420,6 +447,13 @@ impl Aggregator {
             max_lag_us: c.max_lag_us,
             histogram: encode_histogram(&acc.latency),
             service_histogram: encode_histogram(&acc.service),
+            bad_histogram: if acc.bad_latency.is_empty() {
+                String::new()
+            } else {
+                encode_histogram(&acc.bad_latency)
+            },
+            status_codes,
+            by_header: c.by_header.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
 
@@ -454,7 +488,19 @@ fn reopen(done: &Interval, index: u64) -> Acc {
         acc.latency = l;
         acc.service = s;
     }
+    if !done.bad_histogram.is_empty() {
+        if let Ok(mut b) = decode_histogram(&done.bad_histogram) {
+            b.auto(true);
+            acc.bad_latency = b;
+        }
+    }
     let c = &mut acc.counts;
+    c.status_codes = done.status_codes.iter().map(|(k, v)| (*k, *v)).collect();
+    c.by_header = done
+        .by_header
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     c.requests = done.requests;
     c.good = done.good;
     c.bad = done.bad;
@@ -592,6 +638,49 @@ mod tests {
         assert_eq!(h.len(), 4);
         assert_eq!(h.max(), total.latency.max());
         assert_eq!(iv.latency.count, 4);
+    }
+
+    #[test]
+    fn intervals_split_latency_by_outcome_and_count_codes_and_headers() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut r = Recorder::new(BadPolicy::default(), tx);
+        for i in 0..10u64 {
+            r.roll(i / 5);
+            let mut s = if i % 5 == 0 {
+                sample(Outcome::Status5xx, 503, 7)
+            } else {
+                sample(Outcome::Status2xx, 200, 40_000)
+            };
+            s.tracked = Some(if i < 5 { "api-1" } else { "api-2" });
+            r.record(&s);
+        }
+        r.finish();
+        let mut agg = Aggregator::new(Duration::from_secs(1));
+        while let Ok(m) = rx.try_recv() {
+            agg.take(m);
+        }
+        let (timeline, total, _) = agg.timeline(None);
+        assert_eq!(timeline.len(), 2);
+        for (n, iv) in timeline.iter().enumerate() {
+            assert_eq!(iv.status_codes[&503], 1);
+            assert_eq!(iv.status_codes[&200], 4);
+            let who = if n == 0 { "api-1" } else { "api-2" };
+            assert_eq!(iv.by_header.get(who), Some(&5));
+            let good = iv
+                .latency_histogram(crate::results::LatencyOf::Good)
+                .unwrap();
+            let bad = iv
+                .latency_histogram(crate::results::LatencyOf::Bad)
+                .unwrap();
+            assert_eq!((good.len(), bad.len()), (4, 1));
+            assert!(
+                good.min() >= 39_000,
+                "fast 503s are not in the good latency"
+            );
+            assert_eq!(bad.max(), 7);
+        }
+        assert_eq!(total.good_latency().len(), 8);
+        assert_eq!(total.bad_latency.len(), 2);
     }
 
     #[test]

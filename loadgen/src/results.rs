@@ -68,6 +68,10 @@ pub struct Results {
     pub histogram: String,
     /// Total service-time histogram (µs, from the actual send), same encoding.
     pub service_histogram: String,
+    /// Latency of the bad responses only (µs), same encoding; empty when there
+    /// were none (and in files written before it existed). Good = `histogram` − this.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bad_histogram: String,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -134,6 +138,13 @@ pub struct Totals {
     /// Latency of every request that got a response: from the scheduled time in
     /// the open model, from the send in the closed model.
     pub latency: LatencySummary,
+    /// Latency of the good responses only (Gatling's OK): what latency objectives
+    /// judge by default, so fast errors never pass for fast service.
+    #[serde(default)]
+    pub latency_good: LatencySummary,
+    /// Latency of the bad responses only (Gatling's KO), e.g. how fast 503s came back.
+    #[serde(default)]
+    pub latency_bad: LatencySummary,
     /// From the actual send, every model.
     pub service_time: LatencySummary,
     pub bytes_received: u64,
@@ -179,6 +190,55 @@ pub struct Interval {
     /// Latency histogram of this bucket (µs), V2+DEFLATE base64.
     pub histogram: String,
     pub service_histogram: String,
+    /// Latency of this bucket's bad responses only; empty when none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bad_histogram: String,
+    /// Responses per HTTP status code in this bucket.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Responses per value of the tracked response header in this bucket.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_header: BTreeMap<String, u64>,
+}
+
+/// Which responses a latency figure covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyOf {
+    /// Good responses only (the default for latency objectives).
+    #[default]
+    Good,
+    /// Bad responses only.
+    Bad,
+    /// Every response, good or bad.
+    All,
+}
+
+/// `all` minus `bad`, where `bad` is a (possibly empty) encoded histogram of a
+/// subset of `all`'s values, by kind.
+fn select_histogram(all: &str, bad: &str, of: LatencyOf) -> Result<Histogram<u64>, ResultsError> {
+    let empty_bad = bad.is_empty();
+    match of {
+        LatencyOf::All => decode_histogram(all),
+        LatencyOf::Bad if empty_bad => Ok(new_histogram()),
+        LatencyOf::Bad => decode_histogram(bad),
+        LatencyOf::Good => {
+            let mut h = decode_histogram(all)?;
+            if !empty_bad {
+                let b = decode_histogram(bad)?;
+                h.subtract(&b)
+                    .map_err(|e| ResultsError::Histogram(format!("bad ⊄ all: {e:?}")))?;
+            }
+            Ok(h)
+        }
+    }
+}
+
+impl Interval {
+    /// This bucket's latency histogram of the good, bad or all responses.
+    pub fn latency_histogram(&self, of: LatencyOf) -> Result<Histogram<u64>, ResultsError> {
+        select_histogram(&self.histogram, &self.bad_histogram, of)
+    }
 }
 
 impl Results {
@@ -211,6 +271,11 @@ impl Results {
 
     pub fn total_histogram(&self) -> Result<Histogram<u64>, ResultsError> {
         decode_histogram(&self.histogram)
+    }
+
+    /// The whole run's latency histogram of the good, bad or all responses.
+    pub fn latency_histogram(&self, of: LatencyOf) -> Result<Histogram<u64>, ResultsError> {
+        select_histogram(&self.histogram, &self.bad_histogram, of)
     }
 }
 

@@ -111,6 +111,7 @@ pub fn results(intervals: &[Spec]) -> Results {
         timeline,
         histogram: encode_histogram(&total),
         service_histogram: encode_histogram(&total),
+        bad_histogram: String::new(),
         extra: BTreeMap::new(),
     }
 }

@@ -48,11 +48,15 @@ pub fn refused() -> Sample {
 /// An interval `[start_s, start_s + duration_s)` holding exactly `samples`.
 pub fn interval(start_s: f64, duration_s: f64, samples: &[Sample]) -> Interval {
     let mut h = new_histogram();
+    let mut bad_h = new_histogram();
     let mut outcomes = BTreeMap::new();
     let (mut good, mut bad) = (0, 0);
     for s in samples {
         if let Some(l) = s.latency_us {
             h.record(l).expect("latency in histogram range");
+            if s.bad {
+                bad_h.record(l).expect("latency in histogram range");
+            }
         }
         *outcomes.entry(s.outcome.to_string()).or_insert(0) += 1;
         if s.bad {
@@ -74,6 +78,12 @@ pub fn interval(start_s: f64, duration_s: f64, samples: &[Sample]) -> Interval {
         max_lag_us: 0,
         histogram: encode_histogram(&h),
         service_histogram: encode_histogram(&h),
+        bad_histogram: if bad_h.is_empty() {
+            String::new()
+        } else {
+            encode_histogram(&bad_h)
+        },
+        ..Default::default()
     }
 }
 
@@ -107,11 +117,17 @@ pub fn results(timeline: Vec<Interval>) -> Results {
     let interval_s = timeline.first().map_or(1.0, |iv| iv.duration_s);
     let duration_s = timeline.last().map_or(0.0, |iv| iv.start_s + iv.duration_s);
     let mut total = new_histogram();
+    let mut total_bad = new_histogram();
     let mut totals = Totals::default();
     for iv in &timeline {
         total
             .add(loadgen::results::decode_histogram(&iv.histogram).unwrap())
             .unwrap();
+        if !iv.bad_histogram.is_empty() {
+            total_bad
+                .add(loadgen::results::decode_histogram(&iv.bad_histogram).unwrap())
+                .unwrap();
+        }
         totals.requests += iv.requests;
         totals.good += iv.good;
         totals.bad += iv.bad;
@@ -131,6 +147,10 @@ pub fn results(timeline: Vec<Interval>) -> Results {
         0.0
     };
     totals.latency = LatencySummary::from_histogram(&total);
+    let mut good_h = total.clone();
+    good_h.subtract(&total_bad).unwrap();
+    totals.latency_good = LatencySummary::from_histogram(&good_h);
+    totals.latency_bad = LatencySummary::from_histogram(&total_bad);
     totals.service_time = totals.latency.clone();
     Results {
         schema_version: loadgen::SCHEMA_VERSION,
@@ -164,6 +184,11 @@ pub fn results(timeline: Vec<Interval>) -> Results {
         timeline,
         histogram: encode_histogram(&total),
         service_histogram: encode_histogram(&total),
+        bad_histogram: if total_bad.is_empty() {
+            String::new()
+        } else {
+            encode_histogram(&total_bad)
+        },
         extra: BTreeMap::new(),
     }
 }
