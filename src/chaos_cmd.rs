@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use chaos::control::{ControlClient, FaultsView};
 use chaos::{Direction, FaultEvent, FaultParams, FaultRequest, Plan, ScheduleEntry};
 use tabled::{Table, Tabled};
-use target::stack::{default_run_dir, StackState};
+use target::stack::{default_run_dir, StackSpec, StackState};
+
+use crate::run::profile::LoadedProfile;
 
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
@@ -88,14 +90,15 @@ struct RevertArgs {
 struct PlanArgs {
     /// A profile (or any TOML file) with `[[chaos]]` entries.
     file: PathBuf,
-    /// Seed for monkey mode and `api-random` [default: the file's `seed`, else 0].
+    /// Seed for monkey mode and `api-random` [default: the file's `seed`, else 1,
+    /// as `slolab run`].
     #[arg(long)]
     seed: Option<u64>,
     /// Print the plan, inject nothing.
     #[arg(long)]
     dry_run: bool,
     /// The run's length, bounding monkey mode [default: the sum of the file's
-    /// load stages, else 60s].
+    /// load stages, else 1h, as `slolab run`].
     #[arg(long, value_parser = chaos::duration::parse)]
     duration: Option<Duration>,
     /// API instances to plan for when no stack is running [default: the file's
@@ -240,15 +243,16 @@ async fn revert(a: RevertArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `[[chaos]]` entries of a profile and what the plan needs from the rest.
-struct ScheduleFile {
-    entries: Vec<ScheduleEntry>,
+/// A file that is not a whole profile (only `[[chaos]]`, perhaps a `[stack]`
+/// and stage lengths): planned with the same defaults as a profile, so the two
+/// can never disagree on the seed, the horizon or the component names.
+fn schedule_only_plan(
+    path: &Path,
     seed: Option<u64>,
-    total: Option<Duration>,
-    names: Vec<String>,
-}
-
-fn read_schedule(path: &Path, instances: Option<usize>) -> anyhow::Result<ScheduleFile> {
+    duration: Option<Duration>,
+    instances: Option<usize>,
+    live_names: Option<Vec<String>>,
+) -> anyhow::Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: toml::Table = text
@@ -261,7 +265,7 @@ fn read_schedule(path: &Path, instances: Option<usize>) -> anyhow::Result<Schedu
             .with_context(|| format!("{}: in [[chaos]]", path.display()))?,
         None => Vec::new(),
     };
-    let seed = doc
+    let file_seed = doc
         .get("seed")
         .and_then(|v| v.as_integer())
         .map(|s| s as u64);
@@ -269,64 +273,73 @@ fn read_schedule(path: &Path, instances: Option<usize>) -> anyhow::Result<Schedu
         .get("load")
         .and_then(|l| l.get("stage"))
         .and_then(|s| s.as_array());
-    let total = match stages {
-        Some(stages) => {
-            let mut sum = Duration::ZERO;
-            for s in stages {
-                if let Some(d) = s.get("duration").and_then(|d| d.as_str()) {
-                    sum += chaos::duration::parse(d)
-                        .map_err(anyhow::Error::msg)
-                        .with_context(|| format!("{}: load stage duration", path.display()))?;
-                }
-            }
-            Some(sum).filter(|d| !d.is_zero())
+    let mut load = None;
+    for s in stages.into_iter().flatten() {
+        if let Some(d) = s.get("duration").and_then(|d| d.as_str()) {
+            let d = chaos::duration::parse(d)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}: load stage duration", path.display()))?;
+            load = Some(load.unwrap_or(Duration::ZERO) + d);
         }
-        None => None,
+    }
+    let names = match live_names {
+        Some(names) => names,
+        None => {
+            let mut spec: StackSpec = match doc.get("stack") {
+                Some(v) => v
+                    .clone()
+                    .try_into()
+                    .with_context(|| format!("{}: in [stack]", path.display()))?,
+                None => StackSpec::default(),
+            };
+            if let Some(n) = instances {
+                spec.instances = n;
+            }
+            spec.component_names()
+        }
     };
-    let stack = doc.get("stack");
-    let instances = instances
-        .or_else(|| {
-            stack
-                .and_then(|s| s.get("instances"))
-                .and_then(|i| i.as_integer())
-                .map(|i| i as usize)
-        })
-        .unwrap_or(2);
-    let mut names: Vec<String> = (1..=instances).map(|i| format!("api-{i}")).collect();
-    names.push("gateway".into());
-    let field = |k: &str| stack.and_then(|s| s.get(k)).and_then(|v| v.as_str());
-    if field("cache") == Some("redis") {
-        names.push("redis".into());
-    }
-    if field("db") == Some("postgres") {
-        names.push("postgres".into());
-    }
-    Ok(ScheduleFile {
-        entries,
-        seed,
-        total,
-        names,
-    })
+    let seed = seed.or(file_seed).unwrap_or(crate::run::DEFAULT_SEED);
+    let total = Plan::horizon(duration.or(load.filter(|d| !d.is_zero())));
+    Plan::expand(&entries, seed, total, &names).with_context(|| format!("{}", path.display()))
 }
 
 async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
-    let file = read_schedule(&a.file, a.instances)?;
     // A running stack knows its real component names; otherwise plan for the
     // stack the file describes.
     let live = match client(&a.stack) {
         Ok(c) => c.list().await.ok().map(|v| (c, v)),
         Err(_) => None,
     };
-    let names = match &live {
+    let live_names = match &live {
         Some((_, view)) if a.instances.is_none() => {
-            view.components.iter().map(|c| c.name.clone()).collect()
+            Some(view.components.iter().map(|c| c.name.clone()).collect())
         }
-        _ => file.names.clone(),
+        _ => None,
     };
-    let seed = a.seed.or(file.seed).unwrap_or(0);
-    let total = a.duration.or(file.total).unwrap_or(Duration::from_secs(60));
-    let plan = Plan::expand(&file.entries, seed, total, &names)
-        .with_context(|| format!("{}", a.file.display()))?;
+    // A whole profile is planned exactly as `slolab run` plans it (same seed
+    // default, horizon and names); anything else from its `[[chaos]]` alone.
+    let plan = match LoadedProfile::read(&a.file) {
+        Ok(loaded) => {
+            let sets: Vec<String> = a
+                .instances
+                .map(|n| format!("stack.instances={n}"))
+                .into_iter()
+                .collect();
+            let loaded = loaded.with_overrides(&sets)?;
+            let p = &loaded.profile;
+            let seed = a.seed.or(p.seed).unwrap_or(crate::run::DEFAULT_SEED);
+            let names = live_names.unwrap_or_else(|| p.component_names());
+            let total = a.duration.or(p.load_duration());
+            p.chaos_plan_within(seed, &names, total, &loaded.locate())?
+        }
+        Err(e) => {
+            tracing::debug!(
+                "{}: not a whole profile ({e}); planning its [[chaos]] entries",
+                a.file.display()
+            );
+            schedule_only_plan(&a.file, a.seed, a.duration, a.instances, live_names)?
+        }
+    };
     print!("{plan}");
     if a.dry_run {
         return Ok(ExitCode::SUCCESS);

@@ -106,7 +106,15 @@ fn set_overrides_are_checked_like_the_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"gateway\":\"builtin\""));
+    // The stack table's `gateway` row shows the override.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells == ["gateway", "builtin"]
+        }),
+        "{stdout}"
+    );
 
     let out = slolab(&[
         "run",
@@ -121,4 +129,76 @@ fn set_overrides_are_checked_like_the_file() {
         stderr.contains("chaos[1].at") && stderr.contains("not before the end"),
         "{stderr}"
     );
+}
+
+/// A profile with no `seed` and a monkey-mode entry: the case where `run` and
+/// `chaos plan` once chose different default seeds and horizons.
+const SEEDLESS_MONKEY: &str = r#"# seedless monkey mode
+name = "seedless-monkey"
+[stack]
+instances = 3
+cache = "redis"
+[load]
+model = "open"
+[[load.stage]]
+duration = "40s"
+rate = 50
+[[load.request]]
+path = "/api/v1/tasks"
+[[chaos]]
+every = "4s"
+jitter = "1s"
+probability = 0.6
+for = "1s"
+fault = "pause"
+target = "api-random"
+[[chaos]]
+at = "20s"
+fault = "kill"
+target = "api-2"
+"#;
+
+/// `slolab run --dry-run` and `slolab chaos plan --dry-run` expand a profile's
+/// faults through one pipeline, so they print the same fault plan.
+#[test]
+fn run_and_chaos_plan_print_the_same_fault_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let monkey = dir.path().join("seedless-monkey.toml");
+    std::fs::write(&monkey, SEEDLESS_MONKEY).unwrap();
+    let no_stack = dir.path().join("no-stack");
+    let mut all = profiles();
+    all.push(monkey);
+    for path in all {
+        let p = path.to_str().unwrap();
+        let run = slolab(&["run", "--dry-run", p]);
+        assert!(
+            run.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains("[stack]") {
+            continue; // an external `url` target: no components, no faults
+        }
+        let plan = slolab(&[
+            "chaos",
+            "plan",
+            "--dry-run",
+            "--run-dir",
+            no_stack.to_str().unwrap(),
+            p,
+        ]);
+        assert!(
+            plan.status.success(),
+            "{p}: {}",
+            String::from_utf8_lossy(&plan.stderr)
+        );
+        let run_out = String::from_utf8_lossy(&run.stdout);
+        let plan_out = String::from_utf8_lossy(&plan.stdout);
+        assert!(plan_out.starts_with("chaos plan: seed "), "{p}: {plan_out}");
+        assert!(
+            run_out.contains(&*plan_out),
+            "{p}: `chaos plan` printed\n{plan_out}\nwhich `run --dry-run` does not:\n{run_out}"
+        );
+    }
 }

@@ -167,6 +167,13 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How far a schedule is expanded: the load's length when it has one; else
+    /// (a closed run stopped by a request count) an hour, since faults after the
+    /// load ends never fire. Every planner uses this one rule.
+    pub fn horizon(load: Option<Duration>) -> Duration {
+        load.unwrap_or(Duration::from_secs(3600))
+    }
+
     /// Expand `entries` for a run of length `total` over the components `names`
     /// (for `api-*` and `api-random`). Every entry is checked; the first problem
     /// is reported with the entry's index (1-based, as in the file).

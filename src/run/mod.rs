@@ -50,17 +50,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", plan.render());
         if let Some(stack) = &loaded.profile.stack {
             let names = loaded.profile.component_names();
-            println!(
-                "\nstack: {} (components: {})",
-                serde_json::to_string(stack.get_ref())?,
-                names.join(", ")
-            );
+            println!("\nstack:\n{}", stack_table(stack.get_ref(), &names)?);
             let chaos = loaded.profile.chaos_plan(seed, &names, &loaded.locate())?;
-            if chaos.faults.is_empty() {
-                println!("\nfault plan: none");
-            } else {
-                println!("\nfault plan (t = from the load start):\n{chaos}");
-            }
+            // The same text `slolab chaos plan --dry-run` prints for this file.
+            println!("\nfault plan (t = from the load start):\n{chaos}");
         }
         let slo = loaded.profile.slo.as_ref().map(|s| s.get_ref());
         print!("{}", plan::render_slo(slo));
@@ -68,6 +61,27 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let outcome = experiment::execute(&loaded, seed, &args.out)?;
     Ok(outcome.exit_code())
+}
+
+/// The stack a dry run would start, one setting a row (as `stack status` shows
+/// a running one), then its components.
+fn stack_table(spec: &::target::stack::StackSpec, names: &[String]) -> anyhow::Result<String> {
+    let value = serde_json::to_value(spec)?;
+    let mut rows: Vec<[String; 2]> = vec![["setting".into(), "value".into()]];
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::Null => "default".to_string(),
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            rows.push([k, v]);
+        }
+    }
+    rows.push(["components".into(), names.join(", ")]);
+    let mut t = tabled::builder::Builder::from_iter(rows).build();
+    t.with(tabled::settings::Style::blank());
+    Ok(t.to_string())
 }
 
 /// What a dry run shows as the target: the external URL, or the stack's

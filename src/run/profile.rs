@@ -496,19 +496,10 @@ impl Profile {
     /// The components the profile's stack will have, by the supervisor's names:
     /// what `[[chaos]]` targets may name.
     pub fn component_names(&self) -> Vec<String> {
-        let Some(stack) = &self.stack else {
-            return Vec::new();
-        };
-        let stack = stack.get_ref();
-        let mut names = vec!["gateway".to_string()];
-        names.extend((1..=stack.instances).map(|i| format!("api-{i}")));
-        if stack.cache == target::stack::CacheKind::Redis {
-            names.push("redis".into());
-        }
-        if stack.db == target::stack::DbKind::Postgres {
-            names.push("postgres".into());
-        }
-        names
+        self.stack
+            .as_ref()
+            .map(|s| s.get_ref().component_names())
+            .unwrap_or_default()
     }
 
     /// The `[[chaos]]` entries expanded with `seed` into a concrete plan over
@@ -520,8 +511,18 @@ impl Profile {
         names: &[String],
         at: &Located<'_>,
     ) -> Result<chaos::Plan, ProfileError> {
+        self.chaos_plan_within(seed, names, self.load_duration(), at)
+    }
+
+    /// [`Self::chaos_plan`] over a given load length (`chaos plan --duration`).
+    pub fn chaos_plan_within(
+        &self,
+        seed: u64,
+        names: &[String],
+        total: Option<Duration>,
+        at: &Located<'_>,
+    ) -> Result<chaos::Plan, ProfileError> {
         let entries: Vec<ChaosEntry> = self.chaos.iter().map(|e| e.get_ref().clone()).collect();
-        let total = self.load_duration();
         for (i, entry) in self.chaos.iter().enumerate() {
             if let (Some(t), Some(total)) = (entry.get_ref().at, total) {
                 if t >= total {
@@ -537,9 +538,7 @@ impl Profile {
                 }
             }
         }
-        // A closed run stopped by a request count has no known end; an hour
-        // bounds monkey mode's expansion (faults after the load ends never fire).
-        let total = total.unwrap_or(Duration::from_secs(3600));
+        let total = chaos::Plan::horizon(total);
         chaos::Plan::expand(&entries, seed, total, names).map_err(|e| {
             let chaos::ScheduleError::Entry { index, reason, .. } = &e;
             let span = self

@@ -630,7 +630,7 @@ async fn assemble(
     }
     store.close().await;
 
-    let instances = (1..=spec.instances.max(1)).map(|i| {
+    let instances = (1..=spec.instance_count()).map(|i| {
         let name = format!("api-{i}");
         let mut args: Vec<OsString> = vec![
             "serve".into(),

@@ -42,6 +42,29 @@ pub struct StackSpec {
     pub api_threads: Option<usize>,
 }
 
+impl StackSpec {
+    /// API instances the supervisor starts: at least one, since a gateway with
+    /// no upstream serves nothing.
+    pub fn instance_count(&self) -> usize {
+        self.instances.max(1)
+    }
+
+    /// The components this stack will have, by the names the supervisor gives
+    /// them and chaos targets use: the one list every planner and the
+    /// supervisor agree on.
+    pub fn component_names(&self) -> Vec<String> {
+        let mut names = vec!["gateway".to_string()];
+        names.extend((1..=self.instance_count()).map(|i| format!("api-{i}")));
+        if self.cache == CacheKind::Redis {
+            names.push("redis".into());
+        }
+        if self.db == DbKind::Postgres {
+            names.push("postgres".into());
+        }
+        names
+    }
+}
+
 impl Default for StackSpec {
     fn default() -> Self {
         StackSpec {
