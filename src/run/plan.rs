@@ -10,7 +10,8 @@ use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 use super::profile::{LoadModel, LoadedProfile, Profile, RequestSpec, StageSpec};
 use super::section::StageWindow;
 
-/// Header the API sets on every response; counting it shows how the gateway spread the load.
+/// Header the API sets on every response; counting it shows how the gateway
+/// spread the load. The tracked header when `[load] track-header` is not given.
 pub const TRACK_HEADER: &str = "X-Served-By";
 /// Open model's in-flight cap when the profile gives none.
 pub const DEFAULT_OPEN_CONNECTIONS: usize = 100;
@@ -99,7 +100,11 @@ impl ExperimentPlan {
             interval: load.interval.get_ref().0,
             threads: 0,
             seed,
-            track_header: Some(TRACK_HEADER.to_string()),
+            track_header: Some(
+                load.track_header
+                    .clone()
+                    .unwrap_or_else(|| TRACK_HEADER.to_string()),
+            ),
             bad,
             io: Default::default(),
         };
@@ -203,7 +208,11 @@ impl ExperimentPlan {
             let _ = writeln!(out, "  total {}", fmt_duration(d));
         }
         let total: u64 = p.requests.iter().map(|r| u64::from(r.weight)).sum();
-        let _ = writeln!(out, "\nrequest mix (counted by {}):", TRACK_HEADER);
+        let _ = writeln!(
+            out,
+            "\nrequest mix (counted by {}):",
+            self.load.track_header.as_deref().unwrap_or(TRACK_HEADER)
+        );
         for r in &p.requests {
             let pct = 100.0 * f64::from(r.weight) / total.max(1) as f64;
             let _ = writeln!(out, "  {pct:>5.1}%  {:<6} {}", r.method, r.url);

@@ -53,6 +53,12 @@ pub struct LoadSection {
     pub interval: Spanned<HumanDuration>,
     #[serde(default = "default_true")]
     pub keepalive: bool,
+    /// Response header whose values are counted per interval and drawn over
+    /// time: `X-Served-By` (the default) shows how the gateway spread the load
+    /// and when an instance dropped out; `X-Cache` shows hits turning to
+    /// BYPASS/MISS when the cache is faulted.
+    #[serde(default)]
+    pub track_header: Option<String>,
     #[serde(rename = "stage", default)]
     pub stages: Vec<Spanned<StageSpec>>,
     #[serde(rename = "request", default)]
