@@ -373,6 +373,32 @@ mod tests {
     }
 
     #[test]
+    fn outcomes_show_status_codes_by_code() {
+        let mut r = fixture::experiment(1);
+        let five = r.totals.outcomes["5xx"];
+        let two = r.totals.outcomes["2xx"];
+        r.totals.status_codes = [(200, two), (503, five - 2), (500, 2)].into();
+        let report = Report::new(r, None).unwrap();
+        let outcomes = tables::sections(&report)
+            .into_iter()
+            .find(|s| s.id == tables::SectionId::Outcomes)
+            .unwrap();
+        let names: Vec<&str> = outcomes.rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            names,
+            ["200 (2xx)", "503 (5xx)", "connect_refused", "500 (5xx)"],
+            "{:?}",
+            outcomes.rows
+        );
+        let row = |name: &str| outcomes.rows.iter().find(|r| r[0] == name).unwrap().clone();
+        assert_eq!(row("503 (5xx)")[1], (five - 2).to_string());
+        assert_eq!(row("500 (5xx)")[1], "2");
+        // A file without status codes keeps the classes.
+        let report = Report::new(fixture::experiment(1), None).unwrap();
+        assert!(text(&report).contains("│ 5xx "), "{}", text(&report));
+    }
+
+    #[test]
     fn empty_results_still_render() {
         let report = Report::new(results(Vec::new()), None).unwrap();
         let page = html(&report);

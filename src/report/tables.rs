@@ -232,14 +232,11 @@ pub fn sections(report: &Report) -> Vec<Section> {
             &["Outcome", "Count", "Share"],
         );
         let total = t.requests.max(1) as f64;
-        // Outcomes that never happened are noise in a table.
-        let mut rows: Vec<_> = t.outcomes.iter().filter(|(_, n)| **n > 0).collect();
-        rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (name, n) in rows {
+        for (name, n) in outcome_rows(t) {
             s.rows.push(vec![
-                name.clone(),
+                name,
                 n.to_string(),
-                format!("{:.2}%", *n as f64 / total * 100.0),
+                format!("{:.2}%", n as f64 / total * 100.0),
             ]);
         }
         out.push(s);
@@ -353,6 +350,33 @@ pub fn sections(report: &Report) -> Vec<Section> {
         out.push(s);
     }
     out
+}
+
+/// Outcomes by count, most frequent first, those that never happened left out. A
+/// status class (`5xx`) is shown by code (`503 (5xx)`) when the file counted codes,
+/// so "503s with Retry-After" can be told from "500s from a crash".
+fn outcome_rows(t: &loadgen::results::Totals) -> Vec<(String, u64)> {
+    let is_class = |name: &str| {
+        let b = name.as_bytes();
+        b.len() == 3 && b[0].is_ascii_digit() && &name[1..] == "xx"
+    };
+    let by_code = !t.status_codes.is_empty();
+    let mut rows: Vec<(String, u64)> = t
+        .outcomes
+        .iter()
+        .filter(|(name, n)| **n > 0 && !(by_code && is_class(name)))
+        .map(|(name, n)| (name.clone(), *n))
+        .collect();
+    if by_code {
+        rows.extend(
+            t.status_codes
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(code, n)| (format!("{code} ({}xx)", code / 100), *n)),
+        );
+    }
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows
 }
 
 fn max_of(l: &LatencySummary) -> String {
