@@ -399,6 +399,23 @@ mod tests {
     }
 
     #[test]
+    fn latency_objectives_say_what_they_judge_and_show_the_errors_beside() {
+        let report = Report::new(fixture::experiment(1), None).unwrap();
+        let t = text(&report);
+        assert!(t.contains("p95 (good responses)"), "{t}");
+        assert!(t.contains("p95 of errors: "), "{t}");
+        // Recovery: a range at the timeline's resolution, after the revert.
+        assert!(
+            t.contains("0.0–1.0 s after the revert (1 s resolution)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Recovered after injection") && t.contains("2.0–3.0 s"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn empty_results_still_render() {
         let report = Report::new(results(Vec::new()), None).unwrap();
         let page = html(&report);

@@ -5,8 +5,10 @@ use loadgen::results::LatencySummary;
 
 use super::Report;
 use crate::slo::{
-    format_availability, format_ms, format_value, BudgetUse, ObjectiveResult, WindowAnalysis,
+    format_availability, format_ms, format_value, BudgetUse, FaultAnalysis, ObjectiveKind,
+    ObjectiveResult, WindowAnalysis,
 };
+use loadgen::results::LatencyOf;
 
 /// Which part of the report a table is; the HTML report puts its charts by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,9 +279,17 @@ pub fn sections(report: &Report) -> Vec<Section> {
 
     let faults = report.faults();
     if !faults.is_empty() {
+        let analysed = &report.windows.faults;
+        let title = match analysed.iter().map(|f| f.resolution_s).find(|r| *r > 0.0) {
+            Some(r) => format!(
+                "Faults (recovery located to within {}, the timeline's interval)",
+                secs_short(r)
+            ),
+            None => "Faults".to_string(),
+        };
         let mut s = Section::new(
             SectionId::Faults,
-            "Faults",
+            &title,
             &[
                 "Fault",
                 "Injected",
@@ -287,11 +297,11 @@ pub fn sections(report: &Report) -> Vec<Section> {
                 "Availability during",
                 "p99 during",
                 "Availability after",
-                "Time to recover",
+                "Recovered after injection",
+                "Recovered after revert",
                 "Met",
             ],
         );
-        let analysed = &report.windows.faults;
         let mut k = 0;
         for f in faults {
             let reverted = match (&f.error, f.end_s) {
@@ -313,14 +323,12 @@ pub fn sections(report: &Report) -> Vec<Section> {
                     row.push(opt(a.during.availability, format_availability));
                     row.push(opt(a.during.p99_ms, format_ms));
                     row.push(opt(a.after.availability, format_availability));
-                    row.push(match a.time_to_recover_s {
-                        Some(t) => secs(t),
-                        None if a.during.objectives.is_empty() => NO_DATA.into(),
-                        None => "did not recover".into(),
-                    });
+                    let [from_injection, from_revert] = recovery_cells(a);
+                    row.push(from_injection);
+                    row.push(from_revert);
                     row.push(met_mark(a.recovery.as_ref().and_then(|r| r.met)).into());
                 }
-                None => row.extend([NO_DATA; 5].map(String::from)),
+                None => row.extend([NO_DATA; 6].map(String::from)),
             }
             s.rows.push(row);
         }
@@ -350,6 +358,34 @@ pub fn sections(report: &Report) -> Vec<Section> {
         out.push(s);
     }
     out
+}
+
+/// "0.25 s", "1 s": an interval width without a pointless ".0".
+fn secs_short(s: f64) -> String {
+    let t = format!("{s:.3}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    format!("{t} s")
+}
+
+/// "4.0–5.0 s": where the timeline places recovery, from `min` to `max` seconds.
+fn range(min: Option<f64>, max: f64) -> String {
+    match min {
+        Some(m) if (max - m).abs() > 1e-9 => format!("{m:.1}–{max:.1} s"),
+        _ => secs(max),
+    }
+}
+
+/// Time to recover from the injection and from the revert, as ranges.
+fn recovery_cells(a: &FaultAnalysis) -> [String; 2] {
+    match (a.time_to_recover_s, a.recovered_after_revert_s) {
+        (Some(inj), Some(rev)) => [
+            range(a.time_to_recover_min_s, inj),
+            range(a.recovered_after_revert_min_s, rev),
+        ],
+        (Some(inj), None) => [range(a.time_to_recover_min_s, inj), NO_DATA.into()],
+        _ if a.during.objectives.is_empty() => [NO_DATA.into(), NO_DATA.into()],
+        _ => ["did not recover".into(), "did not recover".into()],
+    }
 }
 
 /// Outcomes by count, most frequent first, those that never happened left out. A
@@ -389,20 +425,42 @@ fn max_of(l: &LatencySummary) -> String {
 
 fn objective_row(o: &ObjectiveResult) -> Vec<String> {
     let op = match o.kind {
-        crate::slo::ObjectiveKind::Availability => "≥",
+        ObjectiveKind::Availability => "≥",
         _ => "≤",
     };
-    let measured = match (o.measured, o.kind) {
+    let mut name = o.objective.clone();
+    let mut target = format!("{op} {}", format_value(o.kind, o.target));
+    let mut measured = match (o.measured, o.kind) {
+        (Some(m), ObjectiveKind::Recovery) => range(o.measured_min, m),
         (Some(m), k) => format_value(k, m),
-        (None, crate::slo::ObjectiveKind::Recovery) => "did not recover".into(),
+        (None, ObjectiveKind::Recovery) => "did not recover".into(),
         (None, _) => "no data".into(),
     };
-    vec![
-        o.objective.clone(),
-        format!("{op} {}", format_value(o.kind, o.target)),
-        measured,
-        met_mark(o.met).into(),
-    ]
+    match o.kind {
+        ObjectiveKind::Latency => {
+            match o.latency_of {
+                Some(LatencyOf::Good) => name.push_str(" (good responses)"),
+                Some(LatencyOf::All) => name.push_str(" (all responses)"),
+                Some(LatencyOf::Bad) => name.push_str(" (bad responses)"),
+                None => {}
+            }
+            if let Some(bad) = o.bad_ms {
+                measured.push_str(&format!(" ({} of errors: {})", o.objective, format_ms(bad)));
+            }
+        }
+        // Files from before the revert was the reference keep their old reading.
+        ObjectiveKind::Recovery if o.resolution_s.is_some() => {
+            target.push_str(" after the revert");
+            if o.measured.is_some() {
+                measured.push_str(" after the revert");
+            }
+            if let Some(r) = o.resolution_s.filter(|r| *r > 0.0 && o.measured.is_some()) {
+                measured.push_str(&format!(" ({} resolution)", secs_short(r)));
+            }
+        }
+        _ => {}
+    }
+    vec![name, target, measured, met_mark(o.met).into()]
 }
 
 fn budget_row(b: &BudgetUse) -> Vec<String> {
