@@ -22,6 +22,8 @@
 //!   back once the fault is gone, not how long the profile held the fault — by the
 //!   upper end of the range, so it is met only when recovery is proven within the
 //!   limit. No complete window before the run ended: did not recover.
+//! - *Interrupted runs* (Ctrl-C) have no verdict: objectives are measured over what ran
+//!   ("so far"), and those that could not be judged are listed, never dropped.
 //! - *Error budget* (SRE workbook): allowed bad = (1 − target) × valid; consumed % =
 //!   bad / allowed; burn rate = (bad / valid) / (1 − target).
 
@@ -571,13 +573,32 @@ pub struct FaultAnalysis {
     pub recovery: Option<ObjectiveResult>,
 }
 
+/// What the run concluded. An interrupted run concludes nothing: its numbers cover
+/// only what ran, and some objectives could not be judged at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Met,
+    NotMet,
+    Interrupted,
+}
+
 /// The whole answer: the verdict, and where the SLO held or broke.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SloAnalysis {
-    /// Every binding objective met.
+    /// Every binding objective met, on a run that completed (false when interrupted).
     pub met: bool,
-    /// One line per binding objective that failed, for the verdict line.
+    /// `met`, `not_met` or `interrupted`; absent in files from before it was written
+    /// (read them with [`SloAnalysis::verdict`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// One line per binding objective that failed, for the verdict line (in an
+    /// interrupted run: failed so far).
     pub failures: Vec<String>,
+    /// Objectives an interrupted run could not judge (a stage never reached, a
+    /// fault without a full recovery window after it), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unjudged: Vec<String>,
     pub run: WindowAnalysis,
     pub stages: Vec<WindowAnalysis>,
     pub faults: Vec<FaultAnalysis>,
@@ -586,6 +607,16 @@ pub struct SloAnalysis {
     /// Caveats the reader must know (bad-outcome policy mismatch, no traffic, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl SloAnalysis {
+    pub fn verdict(&self) -> Verdict {
+        match self.verdict {
+            Some(v) => v,
+            None if self.met => Verdict::Met,
+            None => Verdict::NotMet,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -815,12 +846,14 @@ pub fn analyze(
 ) -> Result<SloAnalysis, SloError> {
     let timeline = &results.timeline;
     let hists = Histograms::decode(timeline, spec.latency_of)?;
+    let interrupted = results.run.interrupted;
     let run_end = timeline
         .last()
         .map(|iv| iv.start_s + iv.duration_s)
         .unwrap_or(0.0);
     let run_objectives = spec.run_objectives();
     let mut failures = Vec::new();
+    let mut unjudged = Vec::new();
     let mut notes = Vec::new();
     if results.plan.bad != spec.bad {
         notes.push(format!(
@@ -867,7 +900,14 @@ pub fn analyze(
     }
     for own in &spec.stages {
         if !stages.iter().any(|s| s.name == own.name) {
-            failures.push(format!("stage {}: no such stage was run", own.name));
+            if interrupted {
+                unjudged.push(format!(
+                    "stage {}: not reached before the interrupt",
+                    own.name
+                ));
+            } else {
+                failures.push(format!("stage {}: no such stage was run", own.name));
+            }
         }
     }
 
@@ -909,6 +949,15 @@ pub fn analyze(
         };
         let since = |from: f64, t: f64| (t - from).max(0.0);
         let after_revert = recovered.map(|r| (since(end, r.earliest_s), since(end, r.at_s)));
+        // A run cut short before a full window after the fault proves nothing either way.
+        let cut_short = interrupted && recovered.is_none();
+        if cut_short && !run_objectives.is_empty() {
+            unjudged.push(format!(
+                "fault {}: recovery (the run stopped before a full {} window after it)",
+                f.label,
+                format_duration(spec.recovery_window)
+            ));
+        }
         let resolution_s = recovered.map_or(step, |r| r.resolution_s);
         let recovery = spec.recovery.map(|max| {
             let target = max.as_secs_f64();
@@ -917,8 +966,13 @@ pub fn analyze(
                 kind: ObjectiveKind::Recovery,
                 target,
                 measured: after_revert.map(|(_, at)| at),
-                // Not recovering at all is a failure of the objective, not a gap in data.
-                met: Some(after_revert.is_some_and(|(_, at)| at <= target)),
+                // Not recovering at all is a failure of the objective, not a gap in
+                // data — unless the run was cut short.
+                met: if cut_short {
+                    None
+                } else {
+                    Some(after_revert.is_some_and(|(_, at)| at <= target))
+                },
                 binding: true,
                 latency_of: None,
                 bad_ms: None,
@@ -926,7 +980,7 @@ pub fn analyze(
                 resolution_s: Some(resolution_s),
             }
         });
-        if let Some(r) = &recovery {
+        if let Some(r) = recovery.as_ref().filter(|_| !cut_short) {
             collect_failures(
                 std::slice::from_ref(r),
                 &format!("fault {}", f.label),
@@ -953,9 +1007,18 @@ pub fn analyze(
         );
     }
 
+    let verdict = if interrupted {
+        Verdict::Interrupted
+    } else if failures.is_empty() {
+        Verdict::Met
+    } else {
+        Verdict::NotMet
+    };
     Ok(SloAnalysis {
-        met: failures.is_empty(),
+        met: verdict == Verdict::Met,
+        verdict: Some(verdict),
         failures,
+        unjudged,
         run,
         stages: stage_out,
         faults: fault_out,
@@ -1523,6 +1586,51 @@ mod tests {
             SloSpec::from_pairs(&["p95=1s", "latency-of=all"]).unwrap(),
             s
         );
+    }
+
+    #[test]
+    fn an_interrupted_run_has_no_verdict_and_lists_what_it_could_not_judge() {
+        // Clean, objectives all met so far; interrupted at 10 s.
+        let mut r = results(
+            (0..10)
+                .map(|i| interval(i as f64, 1.0, &mixed(100, 0, 2_000)))
+                .collect(),
+        );
+        r.run.interrupted = true;
+        let s = spec(
+            "availability = \"99%\"\nrecovery = \"5s\"\n[[stage]]\nname = \"spike\"\np95 = \"1s\"",
+        );
+        let stages = [StageWindow {
+            name: "warm".into(),
+            start_s: 0.0,
+            end_s: 10.0,
+        }];
+        // Injected 2 s before the interrupt: no full 5 s window after it.
+        let late = FaultWindow {
+            label: "kill api-2".into(),
+            start_s: 8.0,
+            end_s: None,
+        };
+        let a = analyze(&r, &s, &stages, &[late]).unwrap();
+        assert_eq!(a.verdict(), Verdict::Interrupted);
+        assert!(!a.met, "an interrupted run is never met");
+        assert_eq!(a.run.met, Some(true), "measured so far");
+        assert!(a.failures.is_empty(), "{:?}", a.failures);
+        assert_eq!(a.unjudged.len(), 2, "{:?}", a.unjudged);
+        assert!(a.unjudged[0].contains("stage spike") && a.unjudged[0].contains("not reached"));
+        assert!(a.unjudged[1].contains("kill api-2") && a.unjudged[1].contains("recovery"));
+        assert_eq!(a.faults[0].recovery.as_ref().unwrap().met, None);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["verdict"], "interrupted");
+
+        // The same run completed: met, and a file without `verdict` reads as before.
+        r.run.interrupted = false;
+        let a = analyze(&r, &spec("availability = \"99%\""), &stages, &[]).unwrap();
+        assert_eq!(a.verdict(), Verdict::Met);
+        let mut json = serde_json::to_value(&a).unwrap();
+        json.as_object_mut().unwrap().remove("verdict");
+        let old: SloAnalysis = serde_json::from_value(json).unwrap();
+        assert_eq!(old.verdict(), Verdict::Met);
     }
 
     #[test]

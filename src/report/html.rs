@@ -53,6 +53,7 @@ pub fn html(report: &Report) -> String {
 
     let class = match &report.analysis {
         None => "none",
+        Some(a) if a.verdict() == crate::slo::Verdict::Interrupted => "none",
         Some(a) if a.met => "met",
         Some(_) => "failed",
     };

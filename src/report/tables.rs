@@ -6,7 +6,7 @@ use loadgen::results::LatencySummary;
 use super::Report;
 use crate::slo::{
     format_availability, format_ms, format_value, BudgetUse, FaultAnalysis, ObjectiveKind,
-    ObjectiveResult, WindowAnalysis,
+    ObjectiveResult, Verdict, WindowAnalysis,
 };
 use loadgen::results::LatencyOf;
 
@@ -65,10 +65,25 @@ fn secs(s: f64) -> String {
     format!("{s:.1} s")
 }
 
+/// What an interrupted run says instead of a verdict.
+pub const INTERRUPTED_VERDICT: &str = "interrupted — incomplete, no verdict";
+
 /// The verdict in one line, e.g. "SLO met ✓ (3 objectives)".
 pub fn verdict_line(report: &Report) -> String {
     match &report.analysis {
         None => "No SLO given: measurements only.".to_string(),
+        Some(a) if a.verdict() == Verdict::Interrupted => {
+            let n = measured_count(a);
+            let mut s = format!(
+                "SLO: {INTERRUPTED_VERDICT} ({n} objective{} measured over what ran",
+                if n == 1 { "" } else { "s" }
+            );
+            if !a.unjudged.is_empty() {
+                s.push_str(&format!(", {} not judged", a.unjudged.len()));
+            }
+            s.push(')');
+            s
+        }
         Some(a) if a.met => {
             let n = binding_count(a);
             format!(
@@ -82,6 +97,17 @@ pub fn verdict_line(report: &Report) -> String {
             binding_count(a).max(a.failures.len())
         ),
     }
+}
+
+/// Binding objectives that had something to measure.
+fn measured_count(a: &crate::slo::SloAnalysis) -> usize {
+    let windows = std::iter::once(&a.run).chain(&a.stages);
+    let recovery = a.faults.iter().filter_map(|f| f.recovery.as_ref());
+    windows
+        .flat_map(|w| &w.objectives)
+        .chain(recovery)
+        .filter(|o| o.binding && o.met.is_some())
+        .count()
 }
 
 fn binding_count(a: &crate::slo::SloAnalysis) -> usize {
@@ -146,13 +172,35 @@ pub fn warnings(report: &Report) -> Vec<String> {
     w
 }
 
-/// Failed objectives, one per line (empty when met).
+/// Failed objectives, one per line (empty when met); in an interrupted run the
+/// ones failed so far, then the ones that could not be judged.
 pub fn failures(report: &Report) -> Vec<String> {
-    report
-        .analysis
-        .as_ref()
-        .map(|a| a.failures.clone())
-        .unwrap_or_default()
+    verdict_items(report).into_iter().map(|(_, l)| l).collect()
+}
+
+/// [`failures`] with the mark each line goes with: ✗ failed, – not judged.
+pub fn verdict_items(report: &Report) -> Vec<(&'static str, String)> {
+    let Some(a) = &report.analysis else {
+        return Vec::new();
+    };
+    if a.verdict() != Verdict::Interrupted {
+        return a.failures.iter().map(|f| (NOT_MET, f.clone())).collect();
+    }
+    let so_far = a.failures.iter().map(|f| (NOT_MET, format!("so far: {f}")));
+    let unjudged = a
+        .unjudged
+        .iter()
+        .map(|u| (NO_DATA, format!("not judged: {u}")));
+    so_far.chain(unjudged).collect()
+}
+
+/// Header of the columns of ✓ / ✗ marks: in an interrupted run they say how the
+/// objectives stood when it stopped, not whether they were met.
+fn mark_header(report: &Report) -> &'static str {
+    match &report.analysis {
+        Some(a) if a.verdict() == Verdict::Interrupted => "So far",
+        _ => "Met",
+    }
 }
 
 pub fn sections(report: &Report) -> Vec<Section> {
@@ -161,7 +209,7 @@ pub fn sections(report: &Report) -> Vec<Section> {
         let mut s = Section::new(
             SectionId::Objectives,
             "Objectives (whole run)",
-            &["Objective", "Target", "Measured", "Met"],
+            &["Objective", "Target", "Measured", mark_header(report)],
         );
         for o in &a.run.objectives {
             s.rows.push(objective_row(o));
@@ -258,7 +306,7 @@ pub fn sections(report: &Report) -> Vec<Section> {
                 "p95",
                 "p99",
                 "Burn rate",
-                "Met",
+                mark_header(report),
             ],
         );
         let analysed = &report.windows.stages;
@@ -299,7 +347,7 @@ pub fn sections(report: &Report) -> Vec<Section> {
                 "Availability after",
                 "Recovered after injection",
                 "Recovered after revert",
-                "Met",
+                mark_header(report),
             ],
         );
         let mut k = 0;
@@ -323,7 +371,11 @@ pub fn sections(report: &Report) -> Vec<Section> {
                     row.push(opt(a.during.availability, format_availability));
                     row.push(opt(a.during.p99_ms, format_ms));
                     row.push(opt(a.after.availability, format_availability));
-                    let [from_injection, from_revert] = recovery_cells(a);
+                    let interrupted = report
+                        .analysis
+                        .as_ref()
+                        .is_some_and(|a| a.verdict() == Verdict::Interrupted);
+                    let [from_injection, from_revert] = recovery_cells(a, interrupted);
                     row.push(from_injection);
                     row.push(from_revert);
                     row.push(met_mark(a.recovery.as_ref().and_then(|r| r.met)).into());
@@ -376,7 +428,7 @@ fn range(min: Option<f64>, max: f64) -> String {
 }
 
 /// Time to recover from the injection and from the revert, as ranges.
-fn recovery_cells(a: &FaultAnalysis) -> [String; 2] {
+fn recovery_cells(a: &FaultAnalysis, interrupted: bool) -> [String; 2] {
     match (a.time_to_recover_s, a.recovered_after_revert_s) {
         (Some(inj), Some(rev)) => [
             range(a.time_to_recover_min_s, inj),
@@ -384,6 +436,7 @@ fn recovery_cells(a: &FaultAnalysis) -> [String; 2] {
         ],
         (Some(inj), None) => [range(a.time_to_recover_min_s, inj), NO_DATA.into()],
         _ if a.during.objectives.is_empty() => [NO_DATA.into(), NO_DATA.into()],
+        _ if interrupted => ["not judged".into(), "not judged".into()],
         _ => ["did not recover".into(), "did not recover".into()],
     }
 }
@@ -433,6 +486,7 @@ fn objective_row(o: &ObjectiveResult) -> Vec<String> {
     let mut measured = match (o.measured, o.kind) {
         (Some(m), ObjectiveKind::Recovery) => range(o.measured_min, m),
         (Some(m), k) => format_value(k, m),
+        (None, ObjectiveKind::Recovery) if o.met.is_none() => "not judged".into(),
         (None, ObjectiveKind::Recovery) => "did not recover".into(),
         (None, _) => "no data".into(),
     };
