@@ -6,12 +6,24 @@
 //! - *Window membership*: an interval `[s, s+d)` belongs to a window `[a, b)` when its
 //!   midpoint does, so stages partition the timeline. A window too short to hold a
 //!   midpoint (an instantaneous kill) takes the interval that contains `a`.
+//! - *Latency objectives* judge the GOOD responses by default (`latency-of = "good"`),
+//!   so that fast errors (a 503 in 0.3 ms) never pass for fast service; the same
+//!   percentile of the bad responses is reported beside them. `latency-of = "all"`
+//!   judges every response. Files without bad-response histograms judge all.
 //! - *Time to recover*: `K = ceil(recovery-window / interval)` consecutive intervals
 //!   form a sliding window. Starting with the interval that contains the injection, the
 //!   first sliding window whose merged counts and histogram meet every run-level
-//!   objective marks recovery; time to recover = that window's start − injection
-//!   (0 when the SLO never broke). No such complete window before the run ended: did
-//!   not recover.
+//!   objective marks recovery (0 when the SLO never broke). The timeline cannot place
+//!   recovery more finely than its interval (the resolution), so it is reported as a
+//!   range: it happened during the interval before that window, i.e. between that
+//!   interval's start and the window's start. Both are given from the injection and
+//!   from the revert (the fault's end; the injection for a kill). The `recovery`
+//!   objective judges the time after the revert — how long the service takes to come
+//!   back once the fault is gone, not how long the profile held the fault — by the
+//!   upper end of the range, so it is met only when recovery is proven within the
+//!   limit. No complete window before the run ended: did not recover.
+//! - *Interrupted runs* (Ctrl-C) have no verdict: objectives are measured over what ran
+//!   ("so far"), and those that could not be judged are listed, never dropped.
 //! - *Error budget* (SRE workbook): allowed bad = (1 − target) × valid; consumed % =
 //!   bad / allowed; burn rate = (bad / valid) / (1 − target).
 
@@ -20,7 +32,7 @@ use std::fmt;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use loadgen::results::{decode_histogram, new_histogram, Interval, Results, ResultsError};
+use loadgen::results::{new_histogram, Interval, LatencyOf, Results, ResultsError};
 use loadgen::BadPolicy;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +61,7 @@ fn invalid(msg: impl Into<String>) -> SloError {
 /// bad = ["5xx", "429"]      # statuses that count as bad; transport failures always do
 /// recovery = "10s"          # each fault: time to recover at most this
 /// recovery-window = "5s"    # sliding window that must meet the SLO again
+/// latency-of = "good"       # latency objectives judge good responses ("all": every one)
 /// [[slo.stage]]             # binding targets for one stage
 /// name = "spike"
 /// p95 = "300ms"
@@ -66,6 +79,8 @@ pub struct SloSpec {
     /// Each fault must recover within this.
     pub recovery: Option<Duration>,
     pub recovery_window: Duration,
+    /// Which responses latency objectives judge: `Good` (default) or `All`.
+    pub latency_of: LatencyOf,
 }
 
 impl Default for SloSpec {
@@ -77,6 +92,7 @@ impl Default for SloSpec {
             stages: Vec::new(),
             recovery: None,
             recovery_window: DEFAULT_RECOVERY_WINDOW,
+            latency_of: LatencyOf::Good,
         }
     }
 }
@@ -110,6 +126,8 @@ struct RawSloSpec {
     recovery: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     recovery_window: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_of: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     stage: Vec<RawStageSlo>,
     /// Latency keys; anything else here is an unknown field. (`deny_unknown_fields`
@@ -128,8 +146,8 @@ struct RawStageSlo {
     latency: BTreeMap<String, serde_json::Value>,
 }
 
-const SLO_FIELDS: &str =
-    "availability, bad, recovery, recovery-window, stage, or a latency percentile such as p95";
+const SLO_FIELDS: &str = "availability, bad, recovery, recovery-window, latency-of, stage, \
+     or a latency percentile such as p95";
 
 impl TryFrom<RawSloSpec> for SloSpec {
     type Error = SloError;
@@ -153,6 +171,10 @@ impl TryFrom<RawSloSpec> for SloSpec {
         let recovery_window = match raw.recovery_window.as_deref() {
             Some(s) => parse_duration("recovery-window", s)?,
             None => DEFAULT_RECOVERY_WINDOW,
+        };
+        let latency_of = match raw.latency_of.as_deref() {
+            None => LatencyOf::Good,
+            Some(s) => parse_latency_of(s)?,
         };
         let mut stages: Vec<StageSlo> = Vec::new();
         for s in raw.stage {
@@ -192,6 +214,7 @@ impl TryFrom<RawSloSpec> for SloSpec {
             stages,
             recovery,
             recovery_window,
+            latency_of,
         })
     }
 }
@@ -223,6 +246,7 @@ impl From<SloSpec> for RawSloSpec {
             bad: Some(bad),
             recovery: s.recovery.map(format_duration),
             recovery_window: Some(format_duration(s.recovery_window)),
+            latency_of: Some(latency_of_name(s.latency_of).to_string()),
             stage: s
                 .stages
                 .iter()
@@ -323,6 +347,27 @@ fn parse_bad(list: &[String]) -> Result<BadPolicy, SloError> {
     Ok(policy)
 }
 
+/// `latency-of = "good" | "all"`. Judging a latency objective on the bad responses
+/// alone would reward failing slowly, so "bad" is refused.
+fn parse_latency_of(s: &str) -> Result<LatencyOf, SloError> {
+    match s.trim() {
+        "good" => Ok(LatencyOf::Good),
+        "all" => Ok(LatencyOf::All),
+        other => Err(invalid(format!(
+            "latency-of = {other:?}: expected \"good\" (latency objectives judge good \
+             responses only, the default) or \"all\" (every response, fast errors included)"
+        ))),
+    }
+}
+
+pub fn latency_of_name(of: LatencyOf) -> &'static str {
+    match of {
+        LatencyOf::Good => "good",
+        LatencyOf::Bad => "bad",
+        LatencyOf::All => "all",
+    }
+}
+
 fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
@@ -349,6 +394,7 @@ impl SloSpec {
             bad: None,
             recovery: None,
             recovery_window: None,
+            latency_of: None,
             stage: Vec::new(),
             latency: BTreeMap::new(),
         };
@@ -362,6 +408,7 @@ impl SloSpec {
                 "availability" => raw.availability = Some(v),
                 "recovery" => raw.recovery = Some(v),
                 "recovery-window" => raw.recovery_window = Some(v),
+                "latency-of" => raw.latency_of = Some(v),
                 "bad" => raw.bad = Some(v.split(',').map(|s| s.trim().to_string()).collect()),
                 _ => {
                     raw.latency
@@ -442,6 +489,19 @@ pub struct ObjectiveResult {
     /// Counts towards the verdict (run-level objectives, `[[slo.stage]]` targets,
     /// recovery); the rest are shown for insight only.
     pub binding: bool,
+    /// Latency objectives: which responses `measured` covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_of: Option<LatencyOf>,
+    /// Latency objectives: the same percentile of the bad responses alone, ms
+    /// (`None`: no bad response had a latency). Shown beside, never judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_ms: Option<f64>,
+    /// Recovery: the lower end of the range the timeline places recovery in
+    /// (`measured` is the upper end), and the interval that bounds it, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_s: Option<f64>,
 }
 
 /// Error budget use over a window (SRE workbook definitions).
@@ -493,23 +553,52 @@ pub struct FaultAnalysis {
     /// The recovery window right after the revert.
     pub after: WindowAnalysis,
     /// Seconds from injection to the start of the first sliding window that meets
-    /// the SLO; `None`: did not recover before the run ended.
+    /// the SLO (the upper end of the range recovery lies in); `None`: did not
+    /// recover before the run ended.
     pub time_to_recover_s: Option<f64>,
+    /// The lower end of that range: the start of the interval before that window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_recover_min_s: Option<f64>,
     /// Same moment, measured from the revert (0 when it recovered before the revert).
     #[serde(default)]
     pub recovered_after_revert_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_after_revert_min_s: Option<f64>,
+    /// Width of the timeline intervals recovery was located with, seconds (0: unknown,
+    /// a file from before it was recorded).
+    #[serde(default)]
+    pub resolution_s: f64,
     /// The `recovery` objective, when the spec has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<ObjectiveResult>,
 }
 
+/// What the run concluded. An interrupted run concludes nothing: its numbers cover
+/// only what ran, and some objectives could not be judged at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Met,
+    NotMet,
+    Interrupted,
+}
+
 /// The whole answer: the verdict, and where the SLO held or broke.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SloAnalysis {
-    /// Every binding objective met.
+    /// Every binding objective met, on a run that completed (false when interrupted).
     pub met: bool,
-    /// One line per binding objective that failed, for the verdict line.
+    /// `met`, `not_met` or `interrupted`; absent in files from before it was written
+    /// (read them with [`SloAnalysis::verdict`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// One line per binding objective that failed, for the verdict line (in an
+    /// interrupted run: failed so far).
     pub failures: Vec<String>,
+    /// Objectives an interrupted run could not judge (a stage never reached, a
+    /// fault without a full recovery window after it), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unjudged: Vec<String>,
     pub run: WindowAnalysis,
     pub stages: Vec<WindowAnalysis>,
     pub faults: Vec<FaultAnalysis>,
@@ -518,6 +607,16 @@ pub struct SloAnalysis {
     /// Caveats the reader must know (bad-outcome policy mismatch, no traffic, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl SloAnalysis {
+    pub fn verdict(&self) -> Verdict {
+        match self.verdict {
+            Some(v) => v,
+            None if self.met => Verdict::Met,
+            None => Verdict::NotMet,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -540,27 +639,58 @@ struct WindowStats {
     requests: u64,
     good: u64,
     bad: u64,
+    /// The judged responses (good or all, per `latency-of`).
     latency: Histogram<u64>,
+    latency_of: LatencyOf,
+    /// The bad responses alone.
+    bad_latency: Histogram<u64>,
+}
+
+/// Each interval's histograms, decoded once: the judged responses and the bad ones.
+struct Histograms {
+    judged: Vec<Histogram<u64>>,
+    bad: Vec<Histogram<u64>>,
+    of: LatencyOf,
+}
+
+impl Histograms {
+    fn decode(timeline: &[Interval], of: LatencyOf) -> Result<Self, SloError> {
+        let each = |of| {
+            timeline
+                .iter()
+                .map(|iv| iv.latency_histogram(of))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            judged: each(of)?,
+            bad: each(LatencyOf::Bad)?,
+            of,
+        })
+    }
 }
 
 impl WindowStats {
-    fn merge(timeline: &[Interval], hists: &[Histogram<u64>], idx: &[usize]) -> Self {
+    fn merge(timeline: &[Interval], hists: &Histograms, idx: &[usize]) -> Self {
         let mut s = WindowStats {
             intervals: idx.len(),
             requests: 0,
             good: 0,
             bad: 0,
             latency: new_histogram(),
+            latency_of: hists.of,
+            bad_latency: new_histogram(),
         };
+        // Same bounds everywhere (new_histogram); an out-of-range value cannot
+        // occur, and auto-resize covers foreign files.
+        s.latency.auto(true);
+        s.bad_latency.auto(true);
         for &i in idx {
             let iv = &timeline[i];
             s.requests += iv.requests;
             s.good += iv.good;
             s.bad += iv.bad;
-            // Same bounds everywhere (new_histogram); an out-of-range value cannot
-            // occur, and auto-resize covers foreign files.
-            s.latency.auto(true);
-            let _ = s.latency.add(&hists[i]);
+            let _ = s.latency.add(&hists.judged[i]);
+            let _ = s.bad_latency.add(&hists.bad[i]);
         }
         s
     }
@@ -571,7 +701,7 @@ impl WindowStats {
     }
 
     fn percentile_ms(&self, q: f64) -> Option<f64> {
-        (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(q / 100.0) as f64 / 1e3)
+        percentile_ms(&self.latency, q)
     }
 
     fn check(&self, o: &Objective, binding: bool) -> ObjectiveResult {
@@ -585,6 +715,10 @@ impl WindowStats {
                     measured,
                     met: measured.map(|m| m >= *target),
                     binding,
+                    latency_of: None,
+                    bad_ms: None,
+                    measured_min: None,
+                    resolution_s: None,
                 }
             }
             Objective::Latency(t) => {
@@ -597,6 +731,10 @@ impl WindowStats {
                     measured,
                     met: measured.map(|m| m <= target),
                     binding,
+                    latency_of: Some(self.latency_of),
+                    bad_ms: percentile_ms(&self.bad_latency, t.percentile),
+                    measured_min: None,
+                    resolution_s: None,
                 }
             }
         }
@@ -658,6 +796,10 @@ impl WindowStats {
     }
 }
 
+fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0) as f64 / 1e3)
+}
+
 /// Seconds of `iv` that the run covered: the full width, except for the last
 /// interval, which the run usually ends partway through (`run_s` is the run's
 /// `run.duration_s`). Rates per interval divide by this; dividing by the width
@@ -703,16 +845,15 @@ pub fn analyze(
     faults: &[FaultWindow],
 ) -> Result<SloAnalysis, SloError> {
     let timeline = &results.timeline;
-    let hists = timeline
-        .iter()
-        .map(|iv| decode_histogram(&iv.histogram))
-        .collect::<Result<Vec<_>, _>>()?;
+    let hists = Histograms::decode(timeline, spec.latency_of)?;
+    let interrupted = results.run.interrupted;
     let run_end = timeline
         .last()
         .map(|iv| iv.start_s + iv.duration_s)
         .unwrap_or(0.0);
     let run_objectives = spec.run_objectives();
     let mut failures = Vec::new();
+    let mut unjudged = Vec::new();
     let mut notes = Vec::new();
     if results.plan.bad != spec.bad {
         notes.push(format!(
@@ -759,7 +900,14 @@ pub fn analyze(
     }
     for own in &spec.stages {
         if !stages.iter().any(|s| s.name == own.name) {
-            failures.push(format!("stage {}: no such stage was run", own.name));
+            if interrupted {
+                unjudged.push(format!(
+                    "stage {}: not reached before the interrupt",
+                    own.name
+                ));
+            } else {
+                failures.push(format!("stage {}: no such stage was run", own.name));
+            }
         }
     }
 
@@ -794,25 +942,45 @@ pub fn analyze(
             .collect();
         let after = after.analysis(&f.label, end, after_end, checks, spec.availability);
 
-        let recovered_at = if run_objectives.is_empty() {
+        let recovered = if run_objectives.is_empty() {
             None
         } else {
             recovery_point(timeline, &hists, f.start_s, k, &run_objectives)
         };
-        let time_to_recover_s = recovered_at.map(|t| (t - f.start_s).max(0.0));
+        let since = |from: f64, t: f64| (t - from).max(0.0);
+        let after_revert = recovered.map(|r| (since(end, r.earliest_s), since(end, r.at_s)));
+        // A run cut short before a full window after the fault proves nothing either way.
+        let cut_short = interrupted && recovered.is_none();
+        if cut_short && !run_objectives.is_empty() {
+            unjudged.push(format!(
+                "fault {}: recovery (the run stopped before a full {} window after it)",
+                f.label,
+                format_duration(spec.recovery_window)
+            ));
+        }
+        let resolution_s = recovered.map_or(step, |r| r.resolution_s);
         let recovery = spec.recovery.map(|max| {
             let target = max.as_secs_f64();
             ObjectiveResult {
                 objective: "recovery".into(),
                 kind: ObjectiveKind::Recovery,
                 target,
-                measured: time_to_recover_s,
-                // Not recovering at all is a failure of the objective, not a gap in data.
-                met: Some(time_to_recover_s.is_some_and(|t| t <= target)),
+                measured: after_revert.map(|(_, at)| at),
+                // Not recovering at all is a failure of the objective, not a gap in
+                // data — unless the run was cut short.
+                met: if cut_short {
+                    None
+                } else {
+                    Some(after_revert.is_some_and(|(_, at)| at <= target))
+                },
                 binding: true,
+                latency_of: None,
+                bad_ms: None,
+                measured_min: after_revert.map(|(earliest, _)| earliest),
+                resolution_s: Some(resolution_s),
             }
         });
-        if let Some(r) = &recovery {
+        if let Some(r) = recovery.as_ref().filter(|_| !cut_short) {
             collect_failures(
                 std::slice::from_ref(r),
                 &format!("fault {}", f.label),
@@ -825,8 +993,11 @@ pub fn analyze(
             end_s: f.end_s,
             during,
             after,
-            time_to_recover_s,
-            recovered_after_revert_s: recovered_at.map(|t| (t - end).max(0.0)),
+            time_to_recover_s: recovered.map(|r| since(f.start_s, r.at_s)),
+            time_to_recover_min_s: recovered.map(|r| since(f.start_s, r.earliest_s)),
+            recovered_after_revert_s: after_revert.map(|(_, at)| at),
+            recovered_after_revert_min_s: after_revert.map(|(earliest, _)| earliest),
+            resolution_s,
             recovery,
         });
     }
@@ -836,9 +1007,18 @@ pub fn analyze(
         );
     }
 
+    let verdict = if interrupted {
+        Verdict::Interrupted
+    } else if failures.is_empty() {
+        Verdict::Met
+    } else {
+        Verdict::NotMet
+    };
     Ok(SloAnalysis {
-        met: failures.is_empty(),
+        met: verdict == Verdict::Met,
+        verdict: Some(verdict),
         failures,
+        unjudged,
         run,
         stages: stage_out,
         faults: fault_out,
@@ -847,25 +1027,48 @@ pub fn analyze(
     })
 }
 
-/// Start of the first `k`-interval sliding window at or after the interval holding
-/// `from_s` that meets every objective; `None` if no complete window does.
+/// Where the timeline places recovery: during `[earliest_s, at_s)`, on the load clock.
+#[derive(Debug, Clone, Copy)]
+struct Recovered {
+    /// Start of the last interval still inside a failing window (`at_s` when the SLO
+    /// never broke).
+    earliest_s: f64,
+    /// Start of the first sliding window that meets every objective.
+    at_s: f64,
+    /// Width of the interval recovery was placed in: the timeline's own, however fine.
+    resolution_s: f64,
+}
+
+/// The first `k`-interval sliding window at or after the interval holding `from_s`
+/// that meets every objective; `None` if no complete window does.
 fn recovery_point(
     timeline: &[Interval],
-    hists: &[Histogram<u64>],
+    hists: &Histograms,
     from_s: f64,
     k: usize,
     objectives: &[Objective],
-) -> Option<f64> {
+) -> Option<Recovered> {
     let first = timeline
         .iter()
         .position(|iv| iv.start_s + iv.duration_s > from_s)?;
-    (first..timeline.len())
+    let i = (first..timeline.len())
         .take_while(|i| i + k <= timeline.len())
         .find(|&i| {
             let idx: Vec<usize> = (i..i + k).collect();
             WindowStats::merge(timeline, hists, &idx).meets_all(objectives)
-        })
-        .map(|i| timeline[i].start_s.max(from_s))
+        })?;
+    let at_s = timeline[i].start_s.max(from_s);
+    let (earliest_s, resolution_s) = if i > first {
+        let last_bad = &timeline[i - 1];
+        (last_bad.start_s.max(from_s), last_bad.duration_s)
+    } else {
+        (at_s, timeline[i].duration_s)
+    };
+    Some(Recovered {
+        earliest_s,
+        at_s,
+        resolution_s,
+    })
 }
 
 fn collect_failures(checks: &[ObjectiveResult], scope: &str, failures: &mut Vec<String>) {
@@ -1207,6 +1410,227 @@ mod tests {
         // Windows from interval 2 onwards: [2,7) to [6,11) hold errors; [7,12) is clean.
         assert_eq!(f.time_to_recover_s, Some(4.5));
         assert_eq!(f.recovered_after_revert_s, Some(4.0));
+    }
+
+    /// `n` requests in `[start, start + width)`, the first `bad_share` of the
+    /// interval's time failing: an outage that ends partway through it.
+    fn outage_interval(start: f64, width: f64, n: usize, outage_end: f64) -> Interval {
+        let bad_share = ((outage_end - start) / width).clamp(0.0, 1.0);
+        let bad = (n as f64 * bad_share).round() as usize;
+        interval(start, width, &mixed(n, bad, 2_000))
+    }
+
+    /// A 4.2 s outage from a kill at 5.0 s, on a timeline of `width`-second intervals.
+    fn outage_timeline(width: f64, per_interval: usize) -> Results {
+        let n = (20.0 / width).round() as usize;
+        results(
+            (0..n)
+                .map(|i| {
+                    let start = i as f64 * width;
+                    if start >= 5.0 - 1e-9 {
+                        outage_interval(start, width, per_interval, 9.2)
+                    } else {
+                        interval(start, width, &mixed(per_interval, 0, 2_000))
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_4_2_s_outage_is_placed_between_4_and_5_s_at_1_s_resolution() {
+        let r = outage_timeline(1.0, 100);
+        let s = spec("availability = \"99.9%\"\nrecovery = \"5s\"");
+        let kill = FaultWindow {
+            label: "kill api-1".into(),
+            start_s: 5.0,
+            end_s: None,
+        };
+        let a = analyze(&r, &s, &[], std::slice::from_ref(&kill)).unwrap();
+        let f = &a.faults[0];
+        // Interval [9, 10) still holds errors; the first clean window starts at 10.
+        assert_eq!(f.time_to_recover_min_s, Some(4.0));
+        assert_eq!(f.time_to_recover_s, Some(5.0));
+        assert_eq!(f.resolution_s, 1.0);
+        // A kill has nothing to revert: after the revert is after the injection.
+        assert_eq!(f.recovered_after_revert_min_s, Some(4.0));
+        assert_eq!(f.recovered_after_revert_s, Some(5.0));
+        let rec = f.recovery.as_ref().unwrap();
+        assert_eq!(
+            (rec.measured_min, rec.measured, rec.resolution_s),
+            (Some(4.0), Some(5.0), Some(1.0))
+        );
+        // Judged by the upper end: 5.0 s is within 5 s ...
+        assert_eq!(rec.met, Some(true), "{:?}", a.failures);
+        // ... but not within 4.5 s, though the outage (4.2 s) was: the timeline
+        // cannot prove it, so the objective is not claimed.
+        let strict = spec("availability = \"99.9%\"\nrecovery = \"4.5s\"");
+        let a = analyze(&r, &strict, &[], std::slice::from_ref(&kill)).unwrap();
+        assert_eq!(a.faults[0].recovery.as_ref().unwrap().met, Some(false));
+        assert!(
+            a.failures.iter().any(|f| f.contains("recovery 5.0 s")),
+            "{:?}",
+            a.failures
+        );
+
+        // The same outage as a 4 s restart (reverted at 9.0 s): the objective
+        // judges the time after the revert, 0–1 s, not the 4 s the fault was held.
+        let restart = FaultWindow {
+            label: "restart postgres".into(),
+            start_s: 5.0,
+            end_s: Some(9.0),
+        };
+        let a = analyze(&r, &strict, &[], &[restart]).unwrap();
+        let f = &a.faults[0];
+        assert_eq!(
+            (f.time_to_recover_min_s, f.time_to_recover_s),
+            (Some(4.0), Some(5.0))
+        );
+        assert_eq!(
+            (f.recovered_after_revert_min_s, f.recovered_after_revert_s),
+            (Some(0.0), Some(1.0))
+        );
+        assert_eq!(f.recovery.as_ref().unwrap().measured, Some(1.0));
+        assert_eq!(f.recovery.as_ref().unwrap().met, Some(true));
+    }
+
+    #[test]
+    fn a_finer_timeline_places_recovery_more_finely() {
+        // 0.1 s intervals: the same 4.2 s outage lands in [4.1, 4.2] s.
+        let r = outage_timeline(0.1, 10);
+        let s = spec("availability = \"99.9%\"\nrecovery = \"5s\"");
+        let kill = FaultWindow {
+            label: "kill api-1".into(),
+            start_s: 5.0,
+            end_s: None,
+        };
+        let a = analyze(&r, &s, &[], &[kill]).unwrap();
+        let f = &a.faults[0];
+        let (min, max) = (
+            f.time_to_recover_min_s.unwrap(),
+            f.time_to_recover_s.unwrap(),
+        );
+        assert!(
+            (min - 4.1).abs() < 1e-6 && (max - 4.2).abs() < 1e-6,
+            "{min}–{max}"
+        );
+        assert!((f.resolution_s - 0.1).abs() < 1e-9);
+    }
+
+    /// Good responses: 94 % at 10 ms, 6 % at 200 ms (p95 200 ms). From 5 s to 9 s
+    /// the database is down and as many again answer 503 in 0.3 ms.
+    fn fast_errors() -> Results {
+        results(
+            (0..15)
+                .map(|i| {
+                    let mut samples: Vec<Sample> = (0..100)
+                        .map(|j| ok(if j < 94 { 10_000 } else { 200_000 }))
+                        .collect();
+                    if (5..9).contains(&i) {
+                        samples.extend(vec![status_5xx(300); 300]);
+                    }
+                    interval(i as f64, 1.0, &samples)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn fast_errors_do_not_pass_for_fast_service() {
+        let r = fast_errors();
+        let a = analyze(&r, &spec("p95 = \"100ms\""), &[], &[]).unwrap();
+        let p95 = &a.run.objectives[0];
+        assert_eq!(p95.latency_of, Some(LatencyOf::Good));
+        assert!((p95.measured.unwrap() - 200.0).abs() < 0.5, "{p95:?}");
+        assert_eq!(p95.met, Some(false));
+        // The errors' own p95, reported beside.
+        assert!((p95.bad_ms.unwrap() - 0.3).abs() < 0.01, "{p95:?}");
+        assert!(!a.met);
+
+        // Judged on every response, the 1 200 fast 503s pull p95 down to 10 ms.
+        let all = spec("p95 = \"100ms\"\nlatency-of = \"all\"");
+        assert_eq!(all.latency_of, LatencyOf::All);
+        let a = analyze(&r, &all, &[], &[]).unwrap();
+        let p95 = &a.run.objectives[0];
+        assert_eq!(p95.latency_of, Some(LatencyOf::All));
+        assert!((p95.measured.unwrap() - 10.0).abs() < 0.1, "{p95:?}");
+        assert!(a.met);
+    }
+
+    #[test]
+    fn files_without_bad_histograms_judge_every_response_as_before() {
+        let mut r = fast_errors();
+        for iv in &mut r.timeline {
+            iv.bad_histogram.clear();
+        }
+        r.bad_histogram.clear();
+        let a = analyze(&r, &spec("p95 = \"100ms\""), &[], &[]).unwrap();
+        let p95 = &a.run.objectives[0];
+        assert!((p95.measured.unwrap() - 10.0).abs() < 0.1, "{p95:?}");
+        assert_eq!(p95.bad_ms, None);
+        assert!(a.met);
+    }
+
+    #[test]
+    fn latency_of_is_good_or_all() {
+        assert_eq!(spec("p95 = \"1s\"").latency_of, LatencyOf::Good);
+        let e = spec_err("latency-of = \"bad\"");
+        assert!(
+            e.contains("latency-of = \"bad\"") && e.contains("\"good\"") && e.contains("\"all\""),
+            "{e}"
+        );
+        let s = spec("p95 = \"1s\"\nlatency-of = \"all\"");
+        let back: SloSpec = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            SloSpec::from_pairs(&["p95=1s", "latency-of=all"]).unwrap(),
+            s
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_has_no_verdict_and_lists_what_it_could_not_judge() {
+        // Clean, objectives all met so far; interrupted at 10 s.
+        let mut r = results(
+            (0..10)
+                .map(|i| interval(i as f64, 1.0, &mixed(100, 0, 2_000)))
+                .collect(),
+        );
+        r.run.interrupted = true;
+        let s = spec(
+            "availability = \"99%\"\nrecovery = \"5s\"\n[[stage]]\nname = \"spike\"\np95 = \"1s\"",
+        );
+        let stages = [StageWindow {
+            name: "warm".into(),
+            start_s: 0.0,
+            end_s: 10.0,
+        }];
+        // Injected 2 s before the interrupt: no full 5 s window after it.
+        let late = FaultWindow {
+            label: "kill api-2".into(),
+            start_s: 8.0,
+            end_s: None,
+        };
+        let a = analyze(&r, &s, &stages, &[late]).unwrap();
+        assert_eq!(a.verdict(), Verdict::Interrupted);
+        assert!(!a.met, "an interrupted run is never met");
+        assert_eq!(a.run.met, Some(true), "measured so far");
+        assert!(a.failures.is_empty(), "{:?}", a.failures);
+        assert_eq!(a.unjudged.len(), 2, "{:?}", a.unjudged);
+        assert!(a.unjudged[0].contains("stage spike") && a.unjudged[0].contains("not reached"));
+        assert!(a.unjudged[1].contains("kill api-2") && a.unjudged[1].contains("recovery"));
+        assert_eq!(a.faults[0].recovery.as_ref().unwrap().met, None);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["verdict"], "interrupted");
+
+        // The same run completed: met, and a file without `verdict` reads as before.
+        r.run.interrupted = false;
+        let a = analyze(&r, &spec("availability = \"99%\""), &stages, &[]).unwrap();
+        assert_eq!(a.verdict(), Verdict::Met);
+        let mut json = serde_json::to_value(&a).unwrap();
+        json.as_object_mut().unwrap().remove("verdict");
+        let old: SloAnalysis = serde_json::from_value(json).unwrap();
+        assert_eq!(old.verdict(), Verdict::Met);
     }
 
     #[test]

@@ -128,6 +128,19 @@ fn availability_over_100_percent() {
 }
 
 #[test]
+fn latency_of_is_good_or_all() {
+    // Judging latency on the bad responses alone would reward failing slowly.
+    assert_error(
+        "p95 = \"100ms\"",
+        "p95 = \"100ms\"\nlatency-of = \"bad\"",
+        "19:1: slo.latency-of",
+        "latency-of = \"bad\": expected \"good\"",
+    );
+    let (code, stderr) = dry_run_with("p95 = \"100ms\"", "p95 = \"100ms\"\nlatency-of = \"all\"");
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn fault_after_the_load_ends() {
     assert_error(
         "at = \"2s\"",

@@ -1,5 +1,6 @@
 //! `slolab run` end to end through the binary against the real bundled stack:
-//! the quickstart scenario as shipped, an SLO that breaks (exit 3), and Ctrl-C.
+//! the quickstart scenario as shipped, an SLO that breaks (exit 3), and Ctrl-C
+//! (exit 130, and no verdict anywhere).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,14 @@ fn run_dir(out: &Path, name: &str) -> PathBuf {
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.into_iter().next().unwrap()
+}
+
+/// The words of `s`, lower-cased: "met" as a word, not inside "method".
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 fn experiment(dir: &Path) -> serde_json::Value {
@@ -113,10 +122,17 @@ fn ctrl_c_stops_everything_and_still_writes_what_was_measured() {
             "--out",
         ])
         .arg(out.path())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drained on its own thread so the report never blocks on a full pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let report = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     loop {
@@ -130,7 +146,8 @@ fn ctrl_c_stops_everything_and_still_writes_what_was_measured() {
             break;
         }
     }
-    // Let some load be measured (no warm-up), then interrupt.
+    // Let some load be measured (no warm-up), then interrupt — before the kill
+    // planned at 8 s, whose recovery therefore cannot be judged.
     std::thread::sleep(std::time::Duration::from_secs(3));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -148,5 +165,39 @@ fn ctrl_c_stops_everything_and_still_writes_what_was_measured() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert!(results["totals"]["requests"].as_u64().unwrap() > 0);
     assert_eq!(results["run"]["interrupted"], true);
-    assert!(dir.join("report.html").is_file());
+
+    // No verdict: not in the results, the terminal, the Markdown or the HTML.
+    let stdout = report.join().unwrap();
+    assert_eq!(exp["slo"]["verdict"], "interrupted", "{}", exp["slo"]);
+    assert_eq!(exp["slo"]["met"], false);
+    let no_verdict = "interrupted — incomplete, no verdict";
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for (name, doc) in [("stdout", &stdout), ("report.md", &md)] {
+        assert!(doc.contains(no_verdict), "{name}: {doc}");
+        assert!(!words(doc).contains(&"met".to_string()), "{name}: {doc}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!("<p class=\"verdict none\">SLO: {no_verdict}")),
+        "{html}"
+    );
+    // The stylesheet's `.met` class is the only "met" on the page.
+    let body = &html[html.find("</style>").expect("a stylesheet")..];
+    assert!(!words(body).contains(&"met".to_string()), "{body}");
+
+    // The kill that never fired is listed, not silently dropped.
+    let kill = exp["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["label"] == "kill api-2")
+        .unwrap_or_else(|| panic!("{}", exp["faults"]));
+    assert!(
+        kill["error"].as_str().unwrap().contains("interrupted"),
+        "{kill}"
+    );
+    assert!(
+        md.contains("kill api-2") && md.contains("not judged"),
+        "{md}"
+    );
 }

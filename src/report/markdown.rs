@@ -1,15 +1,15 @@
 //! The Markdown report, for `$GITHUB_STEP_SUMMARY` or a PR comment: GitHub-flavoured
 //! tables, the verdict in the heading so it shows in notifications.
 
-use super::tables::{failures, run_line, sections, verdict_line, warnings};
+use super::tables::{run_line, sections, verdict_items, verdict_line, warnings};
 use super::Report;
 
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!("## slolab: {}\n\n", cell(&report.title())));
     out.push_str(&format!("**{}**\n\n", verdict_line(report)));
-    for f in failures(report) {
-        out.push_str(&format!("- ✗ {}\n", cell(&f)));
+    for (mark, line) in verdict_items(report) {
+        out.push_str(&format!("- {mark} {}\n", cell(&line)));
     }
     out.push_str(&format!("\n{}\n", cell(&run_line(report))));
     for w in warnings(report) {

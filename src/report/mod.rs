@@ -34,7 +34,8 @@ pub enum Format {
 }
 
 /// Regenerate a report from a results file. Exits 3 when the file's SLO analysis
-/// (or the one `--slo` asks for) is not met, 0 otherwise.
+/// (or the one `--slo` asks for) is not met, 130 when the run was interrupted (it
+/// has no verdict), 0 otherwise.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// A results.json written by `slolab run` or `slolab load --save`.
@@ -65,6 +66,9 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
         None => print!("{rendered}"),
     }
     Ok(match &report.analysis {
+        Some(a) if a.verdict() == slo::Verdict::Interrupted => {
+            ExitCode::from(crate::run::experiment::INTERRUPTED)
+        }
         Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
         _ => crate::exit::SUCCESS,
     })
@@ -159,12 +163,19 @@ impl Report {
             .as_ref()
             .and_then(|e| e.profile.get("slo"))
             .and_then(|v| SloSpec::deserialize(v).ok());
-        let analysis = match (spec, stored, profile_spec) {
+        let mut analysis = match (spec, stored, profile_spec) {
             (Some(spec), _, _) => Some(analyze(&results, experiment.as_ref(), spec)?),
             (None, Some(stored), _) => Some(stored),
             (None, None, Some(spec)) => Some(analyze(&results, experiment.as_ref(), &spec)?),
             (None, None, None) => None,
         };
+        // Files written before interrupted runs lost their verdict still say "met".
+        let interrupted =
+            results.run.interrupted || experiment.as_ref().is_some_and(|e| e.interrupted);
+        if let Some(a) = analysis.as_mut().filter(|_| interrupted) {
+            a.met = false;
+            a.verdict = Some(slo::Verdict::Interrupted);
+        }
         let windows = match &analysis {
             Some(a) => a.clone(),
             None => analyze(&results, experiment.as_ref(), &SloSpec::default())?,
@@ -370,6 +381,101 @@ mod tests {
             }
         }
         assert_eq!(tables, 7, "{md}");
+    }
+
+    /// The words of `s`, lower-cased, so a test can ask for "met" as a word.
+    fn words(s: &str) -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_instead_of_a_verdict() {
+        let mut r = fixture::experiment(1);
+        // A stored analysis from before interrupted runs lost their verdict: "met".
+        let spec = SloSpec::from_pairs(&["availability=99%", "p95=100ms"]).unwrap();
+        let stored = slo::analyze(&r, &spec, &[], &[]).unwrap();
+        assert!(stored.met);
+        let mut stored = serde_json::to_value(&stored).unwrap();
+        stored.as_object_mut().unwrap().remove("verdict");
+        r.extra.get_mut(EXPERIMENT_KEY).unwrap()["slo"] = stored;
+        r.extra.get_mut(EXPERIMENT_KEY).unwrap()["interrupted"] = true.into();
+        r.run.interrupted = true;
+        let report = Report::new(r, None).unwrap();
+        let a = report.analysis.as_ref().unwrap();
+        assert_eq!(a.verdict(), slo::Verdict::Interrupted);
+        assert!(!a.met);
+
+        let t = text(&report);
+        let md = markdown(&report);
+        let page = html(&report);
+        assert_well_formed(&page);
+        for (name, doc) in [("text", &t), ("markdown", &md)] {
+            assert!(doc.contains(tables::INTERRUPTED_VERDICT), "{name}: {doc}");
+            assert!(!words(doc).contains(&"met".to_string()), "{name}: {doc}");
+        }
+        // The HTML verdict line, in the neutral style; the stylesheet's `.met`
+        // class is the only "met" on the page.
+        assert!(
+            page.contains(&format!(
+                "<p class=\"verdict none\">SLO: {}",
+                tables::INTERRUPTED_VERDICT
+            )),
+            "{page}"
+        );
+        let body = &page[page.find("</style>").unwrap()..];
+        assert!(!words(body).contains(&"met".to_string()));
+        // Re-judged with --slo, still no verdict.
+        let report = Report::new(report.results.clone(), Some(&spec)).unwrap();
+        assert_eq!(
+            report.analysis.as_ref().unwrap().verdict(),
+            slo::Verdict::Interrupted
+        );
+    }
+
+    #[test]
+    fn outcomes_show_status_codes_by_code() {
+        let mut r = fixture::experiment(1);
+        let five = r.totals.outcomes["5xx"];
+        let two = r.totals.outcomes["2xx"];
+        r.totals.status_codes = [(200, two), (503, five - 2), (500, 2)].into();
+        let report = Report::new(r, None).unwrap();
+        let outcomes = tables::sections(&report)
+            .into_iter()
+            .find(|s| s.id == tables::SectionId::Outcomes)
+            .unwrap();
+        let names: Vec<&str> = outcomes.rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            names,
+            ["200 (2xx)", "503 (5xx)", "connect_refused", "500 (5xx)"],
+            "{:?}",
+            outcomes.rows
+        );
+        let row = |name: &str| outcomes.rows.iter().find(|r| r[0] == name).unwrap().clone();
+        assert_eq!(row("503 (5xx)")[1], (five - 2).to_string());
+        assert_eq!(row("500 (5xx)")[1], "2");
+        // A file without status codes keeps the classes.
+        let report = Report::new(fixture::experiment(1), None).unwrap();
+        assert!(text(&report).contains("│ 5xx "), "{}", text(&report));
+    }
+
+    #[test]
+    fn latency_objectives_say_what_they_judge_and_show_the_errors_beside() {
+        let report = Report::new(fixture::experiment(1), None).unwrap();
+        let t = text(&report);
+        assert!(t.contains("p95 (good responses)"), "{t}");
+        assert!(t.contains("p95 of errors: "), "{t}");
+        // Recovery: a range at the timeline's resolution, after the revert.
+        assert!(
+            t.contains("0.0–1.0 s after the revert (1 s resolution)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Recovered after injection") && t.contains("2.0–3.0 s"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@ use loadgen::results::LatencySummary;
 
 use super::Report;
 use crate::slo::{
-    format_availability, format_ms, format_value, BudgetUse, ObjectiveResult, WindowAnalysis,
+    format_availability, format_ms, format_value, BudgetUse, FaultAnalysis, ObjectiveKind,
+    ObjectiveResult, Verdict, WindowAnalysis,
 };
+use loadgen::results::LatencyOf;
 
 /// Which part of the report a table is; the HTML report puts its charts by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +65,25 @@ fn secs(s: f64) -> String {
     format!("{s:.1} s")
 }
 
+/// What an interrupted run says instead of a verdict.
+pub const INTERRUPTED_VERDICT: &str = "interrupted — incomplete, no verdict";
+
 /// The verdict in one line, e.g. "SLO met ✓ (3 objectives)".
 pub fn verdict_line(report: &Report) -> String {
     match &report.analysis {
         None => "No SLO given: measurements only.".to_string(),
+        Some(a) if a.verdict() == Verdict::Interrupted => {
+            let n = measured_count(a);
+            let mut s = format!(
+                "SLO: {INTERRUPTED_VERDICT} ({n} objective{} measured over what ran",
+                if n == 1 { "" } else { "s" }
+            );
+            if !a.unjudged.is_empty() {
+                s.push_str(&format!(", {} not judged", a.unjudged.len()));
+            }
+            s.push(')');
+            s
+        }
         Some(a) if a.met => {
             let n = binding_count(a);
             format!(
@@ -80,6 +97,17 @@ pub fn verdict_line(report: &Report) -> String {
             binding_count(a).max(a.failures.len())
         ),
     }
+}
+
+/// Binding objectives that had something to measure.
+fn measured_count(a: &crate::slo::SloAnalysis) -> usize {
+    let windows = std::iter::once(&a.run).chain(&a.stages);
+    let recovery = a.faults.iter().filter_map(|f| f.recovery.as_ref());
+    windows
+        .flat_map(|w| &w.objectives)
+        .chain(recovery)
+        .filter(|o| o.binding && o.met.is_some())
+        .count()
 }
 
 fn binding_count(a: &crate::slo::SloAnalysis) -> usize {
@@ -144,13 +172,35 @@ pub fn warnings(report: &Report) -> Vec<String> {
     w
 }
 
-/// Failed objectives, one per line (empty when met).
+/// Failed objectives, one per line (empty when met); in an interrupted run the
+/// ones failed so far, then the ones that could not be judged.
 pub fn failures(report: &Report) -> Vec<String> {
-    report
-        .analysis
-        .as_ref()
-        .map(|a| a.failures.clone())
-        .unwrap_or_default()
+    verdict_items(report).into_iter().map(|(_, l)| l).collect()
+}
+
+/// [`failures`] with the mark each line goes with: ✗ failed, – not judged.
+pub fn verdict_items(report: &Report) -> Vec<(&'static str, String)> {
+    let Some(a) = &report.analysis else {
+        return Vec::new();
+    };
+    if a.verdict() != Verdict::Interrupted {
+        return a.failures.iter().map(|f| (NOT_MET, f.clone())).collect();
+    }
+    let so_far = a.failures.iter().map(|f| (NOT_MET, format!("so far: {f}")));
+    let unjudged = a
+        .unjudged
+        .iter()
+        .map(|u| (NO_DATA, format!("not judged: {u}")));
+    so_far.chain(unjudged).collect()
+}
+
+/// Header of the columns of ✓ / ✗ marks: in an interrupted run they say how the
+/// objectives stood when it stopped, not whether they were met.
+fn mark_header(report: &Report) -> &'static str {
+    match &report.analysis {
+        Some(a) if a.verdict() == Verdict::Interrupted => "So far",
+        _ => "Met",
+    }
 }
 
 pub fn sections(report: &Report) -> Vec<Section> {
@@ -159,7 +209,7 @@ pub fn sections(report: &Report) -> Vec<Section> {
         let mut s = Section::new(
             SectionId::Objectives,
             "Objectives (whole run)",
-            &["Objective", "Target", "Measured", "Met"],
+            &["Objective", "Target", "Measured", mark_header(report)],
         );
         for o in &a.run.objectives {
             s.rows.push(objective_row(o));
@@ -232,14 +282,11 @@ pub fn sections(report: &Report) -> Vec<Section> {
             &["Outcome", "Count", "Share"],
         );
         let total = t.requests.max(1) as f64;
-        // Outcomes that never happened are noise in a table.
-        let mut rows: Vec<_> = t.outcomes.iter().filter(|(_, n)| **n > 0).collect();
-        rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (name, n) in rows {
+        for (name, n) in outcome_rows(t) {
             s.rows.push(vec![
-                name.clone(),
+                name,
                 n.to_string(),
-                format!("{:.2}%", *n as f64 / total * 100.0),
+                format!("{:.2}%", n as f64 / total * 100.0),
             ]);
         }
         out.push(s);
@@ -259,7 +306,7 @@ pub fn sections(report: &Report) -> Vec<Section> {
                 "p95",
                 "p99",
                 "Burn rate",
-                "Met",
+                mark_header(report),
             ],
         );
         let analysed = &report.windows.stages;
@@ -280,9 +327,17 @@ pub fn sections(report: &Report) -> Vec<Section> {
 
     let faults = report.faults();
     if !faults.is_empty() {
+        let analysed = &report.windows.faults;
+        let title = match analysed.iter().map(|f| f.resolution_s).find(|r| *r > 0.0) {
+            Some(r) => format!(
+                "Faults (recovery located to within {}, the timeline's interval)",
+                secs_short(r)
+            ),
+            None => "Faults".to_string(),
+        };
         let mut s = Section::new(
             SectionId::Faults,
-            "Faults",
+            &title,
             &[
                 "Fault",
                 "Injected",
@@ -290,11 +345,11 @@ pub fn sections(report: &Report) -> Vec<Section> {
                 "Availability during",
                 "p99 during",
                 "Availability after",
-                "Time to recover",
-                "Met",
+                "Recovered after injection",
+                "Recovered after revert",
+                mark_header(report),
             ],
         );
-        let analysed = &report.windows.faults;
         let mut k = 0;
         for f in faults {
             let reverted = match (&f.error, f.end_s) {
@@ -316,14 +371,16 @@ pub fn sections(report: &Report) -> Vec<Section> {
                     row.push(opt(a.during.availability, format_availability));
                     row.push(opt(a.during.p99_ms, format_ms));
                     row.push(opt(a.after.availability, format_availability));
-                    row.push(match a.time_to_recover_s {
-                        Some(t) => secs(t),
-                        None if a.during.objectives.is_empty() => NO_DATA.into(),
-                        None => "did not recover".into(),
-                    });
+                    let interrupted = report
+                        .analysis
+                        .as_ref()
+                        .is_some_and(|a| a.verdict() == Verdict::Interrupted);
+                    let [from_injection, from_revert] = recovery_cells(a, interrupted);
+                    row.push(from_injection);
+                    row.push(from_revert);
                     row.push(met_mark(a.recovery.as_ref().and_then(|r| r.met)).into());
                 }
-                None => row.extend([NO_DATA; 5].map(String::from)),
+                None => row.extend([NO_DATA; 6].map(String::from)),
             }
             s.rows.push(row);
         }
@@ -355,6 +412,62 @@ pub fn sections(report: &Report) -> Vec<Section> {
     out
 }
 
+/// "0.25 s", "1 s": an interval width without a pointless ".0".
+fn secs_short(s: f64) -> String {
+    let t = format!("{s:.3}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    format!("{t} s")
+}
+
+/// "4.0–5.0 s": where the timeline places recovery, from `min` to `max` seconds.
+fn range(min: Option<f64>, max: f64) -> String {
+    match min {
+        Some(m) if (max - m).abs() > 1e-9 => format!("{m:.1}–{max:.1} s"),
+        _ => secs(max),
+    }
+}
+
+/// Time to recover from the injection and from the revert, as ranges.
+fn recovery_cells(a: &FaultAnalysis, interrupted: bool) -> [String; 2] {
+    match (a.time_to_recover_s, a.recovered_after_revert_s) {
+        (Some(inj), Some(rev)) => [
+            range(a.time_to_recover_min_s, inj),
+            range(a.recovered_after_revert_min_s, rev),
+        ],
+        (Some(inj), None) => [range(a.time_to_recover_min_s, inj), NO_DATA.into()],
+        _ if a.during.objectives.is_empty() => [NO_DATA.into(), NO_DATA.into()],
+        _ if interrupted => ["not judged".into(), "not judged".into()],
+        _ => ["did not recover".into(), "did not recover".into()],
+    }
+}
+
+/// Outcomes by count, most frequent first, those that never happened left out. A
+/// status class (`5xx`) is shown by code (`503 (5xx)`) when the file counted codes,
+/// so "503s with Retry-After" can be told from "500s from a crash".
+fn outcome_rows(t: &loadgen::results::Totals) -> Vec<(String, u64)> {
+    let is_class = |name: &str| {
+        let b = name.as_bytes();
+        b.len() == 3 && b[0].is_ascii_digit() && &name[1..] == "xx"
+    };
+    let by_code = !t.status_codes.is_empty();
+    let mut rows: Vec<(String, u64)> = t
+        .outcomes
+        .iter()
+        .filter(|(name, n)| **n > 0 && !(by_code && is_class(name)))
+        .map(|(name, n)| (name.clone(), *n))
+        .collect();
+    if by_code {
+        rows.extend(
+            t.status_codes
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(code, n)| (format!("{code} ({}xx)", code / 100), *n)),
+        );
+    }
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    rows
+}
+
 fn max_of(l: &LatencySummary) -> String {
     if l.count == 0 {
         NO_DATA.into()
@@ -365,20 +478,43 @@ fn max_of(l: &LatencySummary) -> String {
 
 fn objective_row(o: &ObjectiveResult) -> Vec<String> {
     let op = match o.kind {
-        crate::slo::ObjectiveKind::Availability => "≥",
+        ObjectiveKind::Availability => "≥",
         _ => "≤",
     };
-    let measured = match (o.measured, o.kind) {
+    let mut name = o.objective.clone();
+    let mut target = format!("{op} {}", format_value(o.kind, o.target));
+    let mut measured = match (o.measured, o.kind) {
+        (Some(m), ObjectiveKind::Recovery) => range(o.measured_min, m),
         (Some(m), k) => format_value(k, m),
-        (None, crate::slo::ObjectiveKind::Recovery) => "did not recover".into(),
+        (None, ObjectiveKind::Recovery) if o.met.is_none() => "not judged".into(),
+        (None, ObjectiveKind::Recovery) => "did not recover".into(),
         (None, _) => "no data".into(),
     };
-    vec![
-        o.objective.clone(),
-        format!("{op} {}", format_value(o.kind, o.target)),
-        measured,
-        met_mark(o.met).into(),
-    ]
+    match o.kind {
+        ObjectiveKind::Latency => {
+            match o.latency_of {
+                Some(LatencyOf::Good) => name.push_str(" (good responses)"),
+                Some(LatencyOf::All) => name.push_str(" (all responses)"),
+                Some(LatencyOf::Bad) => name.push_str(" (bad responses)"),
+                None => {}
+            }
+            if let Some(bad) = o.bad_ms {
+                measured.push_str(&format!(" ({} of errors: {})", o.objective, format_ms(bad)));
+            }
+        }
+        // Files from before the revert was the reference keep their old reading.
+        ObjectiveKind::Recovery if o.resolution_s.is_some() => {
+            target.push_str(" after the revert");
+            if o.measured.is_some() {
+                measured.push_str(" after the revert");
+            }
+            if let Some(r) = o.resolution_s.filter(|r| *r > 0.0 && o.measured.is_some()) {
+                measured.push_str(&format!(" ({} resolution)", secs_short(r)));
+            }
+        }
+        _ => {}
+    }
+    vec![name, target, measured, met_mark(o.met).into()]
 }
 
 fn budget_row(b: &BudgetUse) -> Vec<String> {

@@ -3,7 +3,7 @@
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use super::tables::{failures, run_line, sections, verdict_line, warnings};
+use super::tables::{run_line, sections, verdict_items, verdict_line, warnings};
 use super::Report;
 
 pub fn text(report: &Report) -> String {
@@ -24,8 +24,8 @@ pub fn text(report: &Report) -> String {
         out.push_str(&format!("\n{}\n{table}\n", s.title));
     }
     out.push_str(&format!("\n{}\n", verdict_line(report)));
-    for f in failures(report) {
-        out.push_str(&format!("  ✗ {f}\n"));
+    for (mark, line) in verdict_items(report) {
+        out.push_str(&format!("  {mark} {line}\n"));
     }
     out
 }

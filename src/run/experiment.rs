@@ -110,8 +110,12 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
     let (mut results, chaos_t0) = measured?;
 
     let interrupted = interrupt.is_set() || results.run.interrupted;
+    // The analysis reads this: an interrupted run gets no verdict.
     results.run.interrupted = interrupted;
-    let faults = align_faults(faults, &results, chaos_t0);
+    let mut faults = align_faults(faults, &results, chaos_t0);
+    if interrupted && profile.stack.is_some() {
+        faults.extend(never_fired(loaded, seed, &faults)?);
+    }
     let stages = measured_stages(&plan.stages, &results);
     let spec = profile.slo.as_ref().map(|s| s.get_ref().clone());
     let analysis = match &spec {
@@ -209,6 +213,46 @@ fn align_faults(
         f.end_s = f.end_s.map(|e| (e + shift).max(0.0));
     }
     faults
+}
+
+/// Faults of the chaos plan that an interrupt stopped before they fired, recorded
+/// as not injected so that the report lists them instead of silently judging a
+/// run without them. The plan is the one the target expanded (same seed, names).
+fn never_fired(
+    loaded: &LoadedProfile,
+    seed: u64,
+    fired: &[FaultRecord],
+) -> anyhow::Result<Vec<FaultRecord>> {
+    let names = loaded.profile.component_names();
+    let plan = loaded
+        .profile
+        .chaos_plan(seed, &names, &loaded.locate())
+        .context("the chaos plan")?;
+    let mut left: Vec<&FaultRecord> = fired.iter().collect();
+    let mut out = Vec::new();
+    for planned in plan.faults {
+        let at = planned.at.as_secs_f64();
+        let req = &planned.request;
+        // One fired record per planned fault, matched by schedule time and kind.
+        let same = |r: &&FaultRecord| (r.planned_s - at).abs() < 1e-6 && r.fault == req.fault;
+        if let Some(i) = left.iter().position(same) {
+            left.remove(i);
+            continue;
+        }
+        out.push(FaultRecord {
+            label: format!("{} {}", req.fault, req.target),
+            fault: req.fault.clone(),
+            target: req.target.clone(),
+            params: serde_json::Value::Null,
+            planned_s: at,
+            start_s: at,
+            end_s: None,
+            error: Some(format!(
+                "the run was interrupted before its time ({at:.1} s); its recovery was not judged"
+            )),
+        });
+    }
+    Ok(out)
 }
 
 /// Stage windows as they ran: a stage stopped by a request count, or cut short
