@@ -19,6 +19,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "reset",
     "blackhole",
     "refuse",
+    "refuse-new",
     "slow-close",
     "limit-data",
 ];
@@ -236,6 +237,7 @@ impl Fault {
             "reset" => Toxic::Reset,
             "blackhole" => Toxic::Blackhole,
             "refuse" => Toxic::Refuse,
+            "refuse-new" => Toxic::RefuseNew,
             _ => unreachable!("every name in FAULT_NAMES is matched"),
         };
         toxic
