@@ -205,7 +205,6 @@ async fn list(client: &ControlClient) -> anyhow::Result<ExitCode> {
 }
 
 async fn inject(a: InjectArgs) -> anyhow::Result<ExitCode> {
-    let client = client(&a.stack)?;
     let req = FaultRequest {
         fault: a.fault,
         target: a.target,
@@ -220,8 +219,10 @@ async fn inject(a: InjectArgs) -> anyhow::Result<ExitCode> {
             toxicity: a.toxicity,
         },
     };
-    // Check here too, so a typo fails before any round trip.
-    chaos::Fault::from_request(&req)?;
+    // Check here too, so a typo fails before any round trip, in the flags'
+    // spelling (`--for 5s`) rather than the profile's (`for = "5s"`).
+    chaos::Fault::from_request_spelled(&req, chaos::fault::Spelling::Flags)?;
+    let client = client(&a.stack)?;
     let events = client.inject(&req).await?;
     println!("injected:\n{}", table(fault_rows(&events)));
     Ok(ExitCode::SUCCESS)
