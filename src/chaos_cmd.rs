@@ -75,8 +75,9 @@ struct InjectArgs {
 
 #[derive(Debug, clap::Args)]
 struct RevertArgs {
-    /// The fault's id (see `slolab chaos list`).
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// The fault's id (see `slolab chaos list`). One of ID or --all is needed;
+    /// `revert` checks that, so the error can say what to pass.
+    #[arg(conflicts_with = "all")]
     id: Option<u64>,
     /// Revert every fault in force.
     #[arg(long)]
@@ -229,6 +230,12 @@ async fn inject(a: InjectArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn revert(a: RevertArgs) -> anyhow::Result<ExitCode> {
+    if a.id.is_none() && !a.all {
+        anyhow::bail!(
+            "`slolab chaos revert` needs what to revert: a fault id (e.g. `slolab chaos revert 3`; \
+             `slolab chaos list` shows the ids) or `--all` for every fault in force"
+        );
+    }
     let client = client(&a.stack)?;
     let events = match a.id {
         Some(id) => vec![client.revert(id).await?],

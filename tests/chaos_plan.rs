@@ -99,3 +99,15 @@ fn cli_errors_name_flags_and_profile_errors_name_keys() {
         "a profile keeps the TOML spelling: {err}"
     );
 }
+
+#[test]
+fn revert_without_an_id_says_what_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(dir.path(), &["revert"]);
+    assert!(
+        err.contains("needs what to revert: a fault id") && err.contains("`--all`"),
+        "{err}"
+    );
+    let err = refused(dir.path(), &["revert", "3", "--all"]);
+    assert!(err.contains("--all"), "{err}");
+}
