@@ -24,7 +24,8 @@ enum ChaosCommand {
     List(StackDir),
     /// Inject FAULT into TARGET (a name, `api-*`, or `api-random`). Faults: kill,
     /// stop, pause, restart, latency, bandwidth, reset, blackhole, refuse,
-    /// refuse-new, slow-close, limit-data. `refuse` cuts live connections too,
+    /// refuse-new, slow-close, limit-data. `stop --for D` holds the component
+    /// down for D, then starts it; `refuse` cuts live connections too,
     /// `refuse-new` only refuses new ones.
     Inject(InjectArgs),
     /// Revert one fault by id, or all of them.

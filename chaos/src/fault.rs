@@ -126,8 +126,10 @@ impl std::fmt::Display for FaultParams {
 pub enum Fault {
     /// SIGKILL the component's process; its restart policy decides what follows.
     Kill,
-    /// SIGTERM: a graceful stop.
-    Stop,
+    /// Not `held` (no `for`): SIGTERM, a graceful stop; the restart policy decides
+    /// what follows. `held` (with `for`): held down through the supervisor for
+    /// that long, then started again — like `restart`, revertible the same way.
+    Stop { held: bool },
     /// SIGSTOP, then SIGCONT on revert.
     Pause,
     /// Down (through the supervisor) for the fault's duration, then started again.
@@ -207,7 +209,7 @@ pub enum FaultError {
         spelling: Spelling,
     },
     #[error(
-        "kill is instantaneous (the restart policy brings the component back); {name} does not apply — use restart or pause for a timed outage",
+        "kill is instantaneous (the restart policy brings the component back); {name} does not apply — use stop, restart or pause for a timed outage",
         name = spelling.name("for")
     )]
     KillIsInstant { spelling: Spelling },
@@ -289,7 +291,11 @@ impl Fault {
         };
         let toxic = match name {
             "kill" => return Ok(Fault::Kill),
-            "stop" => return Ok(Fault::Stop),
+            "stop" => {
+                return Ok(Fault::Stop {
+                    held: req.duration.is_some(),
+                })
+            }
             "pause" => return Ok(Fault::Pause),
             "restart" => return Ok(Fault::Restart),
             "latency" => Toxic::Latency {
@@ -331,7 +337,7 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Kill => "kill",
-            Fault::Stop => "stop",
+            Fault::Stop { .. } => "stop",
             Fault::Pause => "pause",
             Fault::Restart => "restart",
             Fault::Network { toxic, .. } => toxic.name(),
@@ -450,6 +456,24 @@ mod tests {
             flags(&kill).contains("`--for` does not apply"),
             "{}",
             flags(&kill)
+        );
+    }
+
+    #[test]
+    fn stop_is_held_down_only_with_a_duration() {
+        assert_eq!(
+            Fault::from_request(&req("stop")),
+            Ok(Fault::Stop { held: false })
+        );
+        let mut timed = req("stop");
+        timed.duration = Some(Duration::from_secs(3));
+        assert_eq!(Fault::from_request(&timed), Ok(Fault::Stop { held: true }));
+        assert_eq!(
+            Fault::from_request(&req("refuse-new")),
+            Ok(Fault::Network {
+                toxic: Toxic::RefuseNew,
+                toxicity: 1.0
+            })
         );
     }
 
