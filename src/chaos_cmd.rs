@@ -26,7 +26,9 @@ enum ChaosCommand {
     List(StackDir),
     /// Inject FAULT into TARGET (a name, `api-*`, or `api-random`). Faults: kill,
     /// stop, pause, restart, latency, bandwidth, reset, blackhole, refuse,
-    /// slow-close, limit-data.
+    /// refuse-new, slow-close, limit-data. `stop --for D` holds the component
+    /// down for D, then starts it; `refuse` cuts live connections too,
+    /// `refuse-new` only refuses new ones.
     Inject(InjectArgs),
     /// Revert one fault by id, or all of them.
     Revert(RevertArgs),
@@ -76,8 +78,9 @@ struct InjectArgs {
 
 #[derive(Debug, clap::Args)]
 struct RevertArgs {
-    /// The fault's id (see `slolab chaos list`).
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// The fault's id (see `slolab chaos list`). One of ID or --all is needed;
+    /// `revert` checks that, so the error can say what to pass.
+    #[arg(conflicts_with = "all")]
     id: Option<u64>,
     /// Revert every fault in force.
     #[arg(long)]
@@ -207,7 +210,6 @@ async fn list(client: &ControlClient) -> anyhow::Result<ExitCode> {
 }
 
 async fn inject(a: InjectArgs) -> anyhow::Result<ExitCode> {
-    let client = client(&a.stack)?;
     let req = FaultRequest {
         fault: a.fault,
         target: a.target,
@@ -222,14 +224,22 @@ async fn inject(a: InjectArgs) -> anyhow::Result<ExitCode> {
             toxicity: a.toxicity,
         },
     };
-    // Check here too, so a typo fails before any round trip.
-    chaos::Fault::from_request(&req)?;
+    // Check here too, so a typo fails before any round trip, in the flags'
+    // spelling (`--for 5s`) rather than the profile's (`for = "5s"`).
+    chaos::Fault::from_request_spelled(&req, chaos::fault::Spelling::Flags)?;
+    let client = client(&a.stack)?;
     let events = client.inject(&req).await?;
     println!("injected:\n{}", table(fault_rows(&events)));
     Ok(ExitCode::SUCCESS)
 }
 
 async fn revert(a: RevertArgs) -> anyhow::Result<ExitCode> {
+    if a.id.is_none() && !a.all {
+        anyhow::bail!(
+            "`slolab chaos revert` needs what to revert: a fault id (e.g. `slolab chaos revert 3`; \
+             `slolab chaos list` shows the ids) or `--all` for every fault in force"
+        );
+    }
     let client = client(&a.stack)?;
     let events = match a.id {
         Some(id) => vec![client.revert(id).await?],

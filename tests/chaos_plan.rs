@@ -1,5 +1,6 @@
-//! `slolab chaos plan --dry-run`: the same seed prints the same plan byte for
-//! byte, another seed another plan, and a bad entry is a clear error (exit 1).
+//! `slolab chaos` without a stack: `plan --dry-run` prints the same plan byte for
+//! byte for the same seed, another seed another plan, and a bad entry is a clear
+//! error (exit 1); bad command lines are refused in the command line's spelling.
 
 use std::process::Command;
 
@@ -62,4 +63,51 @@ fn a_bad_entry_is_an_error_before_anything_runs() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no component `api-7`"), "{err}");
+}
+
+/// `slolab chaos ARGS --run-dir <no stack>`: must fail with exit 1; its stderr.
+fn refused(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("chaos")
+        .args(args)
+        .arg("--run-dir")
+        .arg(dir.join("no-stack"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn cli_errors_name_flags_and_profile_errors_name_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(dir.path(), &["inject", "restart", "api-1"]);
+    assert!(
+        err.contains("restart needs `--for` (e.g. --for 5s"),
+        "checked before looking for a stack, in flags: {err}"
+    );
+    let err = refused(dir.path(), &["inject", "kill", "api-1", "--latency", "5ms"]);
+    assert!(err.contains("kill does not take `--latency`"), "{err}");
+
+    let profile = PROFILE.replace("fault = \"kill\"", "fault = \"restart\"");
+    std::fs::write(dir.path().join("restart.toml"), profile).unwrap();
+    let out = plan(dir.path(), "restart.toml", None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("restart needs `for` (e.g. for = \"5s\""),
+        "a profile keeps the TOML spelling: {err}"
+    );
+}
+
+#[test]
+fn revert_without_an_id_says_what_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = refused(dir.path(), &["revert"]);
+    assert!(
+        err.contains("needs what to revert: a fault id") && err.contains("`--all`"),
+        "{err}"
+    );
+    let err = refused(dir.path(), &["revert", "3", "--all"]);
+    assert!(err.contains("--all"), "{err}");
 }

@@ -1,8 +1,11 @@
 //! `slolab chaos` against a real `slolab stack up` (3 API instances, builtin
 //! gateway, restart on failure) under `slolab load`: kill, pause and latency are
 //! injected through the CLI, revert by themselves, and nothing stays paused
-//! after the stack goes down.
+//! after the stack goes down; `refuse redis` takes the cache away from an API
+//! holding a pooled connection, and `stop redis --for` brings Redis back.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -263,4 +266,123 @@ fn pausing_postgres_times_reads_out_then_they_recover() {
     });
     let after = ok(&["load", "-n", "5", "-c", "1", "-t", "10", &tasks]);
     assert!(after.contains("[200]\t5 responses"), "no recovery: {after}");
+}
+
+/// The `X-Cache` header of one `GET {base}{path}` (fresh connection each time),
+/// or why there is none.
+fn x_cache(base: &str, path: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let exchange = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)?;
+        Ok(raw)
+    };
+    match exchange() {
+        Ok(raw) => raw
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("x-cache")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| format!("no X-Cache in {raw:?}")),
+        Err(e) => format!("request failed: {e}"),
+    }
+}
+
+fn require_redis() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("redis-server is required (ci/test.sh installs it)");
+    }
+}
+
+#[test]
+fn refusing_redis_cuts_the_pooled_connection_until_reverted() {
+    require_redis();
+    let stack = Stack::up_with(&["--instances", "1", "--cache", "redis"]);
+    let url = stack.state()["url"].as_str().unwrap().to_string();
+    let tasks = "/api/v1/tasks";
+    // The instance holds one pooled connection to Redis through the proxy.
+    wait_until("a cache hit", || x_cache(&url, tasks) == "HIT");
+
+    // Far longer than the bounded wait below, so only the fault can end it.
+    stack.chaos(&["inject", "refuse", "redis", "--for", "10m"]);
+    // The pooled connection is cut and new ones are refused: reads go to the
+    // database (`refuse-new` would leave the pooled connection serving HITs).
+    wait_until("reads bypass the unreachable cache", || {
+        x_cache(&url, tasks) == "BYPASS"
+    });
+
+    let reverted = stack.chaos(&["revert", "--all"]);
+    assert!(reverted.contains("refuse"), "{reverted}");
+    wait_until("the cache serves again", || x_cache(&url, tasks) == "HIT");
+}
+
+/// Whether the process on `port` answers a Redis PING (directly, not through
+/// the fault proxy).
+fn redis_answers(port: u64) -> bool {
+    let ping = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect(("127.0.0.1", port as u16))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"PING\r\n")?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf)?;
+        Ok(&buf == b"+PONG\r\n")
+    };
+    ping().unwrap_or(false)
+}
+
+#[test]
+fn stop_for_starts_redis_again_and_revert_does_it_early() {
+    require_redis();
+    let stack = Stack::up_with(&["--instances", "1", "--cache", "redis"]);
+    let port = stack.state()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "redis")
+        .and_then(|c| c["port"].as_u64())
+        .expect("redis in the state file");
+    let first = stack.pid("redis").expect("redis runs");
+    assert!(redis_answers(port));
+
+    let out = stack.chaos(&["inject", "stop", "redis", "--for", "3s"]);
+    assert!(
+        !out.contains("instant"),
+        "a timed stop is a timed fault: {out}"
+    );
+    wait_until("the stop expired", || {
+        stack.chaos(&["list"]).contains("no faults in force")
+    });
+    wait_until("redis answers again", || redis_answers(port));
+    assert_ne!(stack.pid("redis"), Some(first), "a new process");
+
+    // Ten minutes: only the revert can bring it back within the bounded wait.
+    stack.chaos(&["inject", "stop", "redis", "--for", "10m"]);
+    assert!(!redis_answers(port), "redis still answers during the stop");
+    assert_eq!(stack.pid("redis"), None, "listed as down");
+    let list = stack.chaos(&["list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains(" stop ") && l.contains(" redis "))
+        .and_then(|l| l.split('│').nth(1))
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|| panic!("no stop in force: {list}"));
+    let out = stack.chaos(&["revert", &id]);
+    assert!(out.contains("stop"), "{out}");
+    wait_until("redis answers after the revert", || redis_answers(port));
+    assert!(stack.chaos(&["list"]).contains("no faults in force"));
 }

@@ -19,6 +19,7 @@ pub const FAULT_NAMES: &[&str] = &[
     "reset",
     "blackhole",
     "refuse",
+    "refuse-new",
     "slow-close",
     "limit-data",
 ];
@@ -125,8 +126,10 @@ impl std::fmt::Display for FaultParams {
 pub enum Fault {
     /// SIGKILL the component's process; its restart policy decides what follows.
     Kill,
-    /// SIGTERM: a graceful stop.
-    Stop,
+    /// Not `held` (no `for`): SIGTERM, a graceful stop; the restart policy decides
+    /// what follows. `held` (with `for`): held down through the supervisor for
+    /// that long, then started again — like `restart`, revertible the same way.
+    Stop { held: bool },
     /// SIGSTOP, then SIGCONT on revert.
     Pause,
     /// Down (through the supervisor) for the fault's duration, then started again.
@@ -135,18 +138,81 @@ pub enum Fault {
     Network { toxic: Toxic, toxicity: f64 },
 }
 
+/// How the user spelled the request, so an error names a parameter the way it
+/// was written: `for = "5s"` in a profile (and the control endpoint's JSON keys),
+/// `--for 5s` on the command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spelling {
+    /// TOML / JSON keys: `latency = "200ms"`.
+    #[default]
+    Keys,
+    /// Command-line flags: `--latency 200ms`.
+    Flags,
+}
+
+impl Spelling {
+    /// A parameter's name as written: `` `for` `` or `` `--for` ``.
+    pub fn name(self, param: &str) -> String {
+        match self {
+            Spelling::Keys => format!("`{param}`"),
+            Spelling::Flags => format!("`--{param}`"),
+        }
+    }
+
+    /// A parameter with a value as written: `for = "5s"` or `--for 5s`.
+    pub fn example(self, param: &str, value: &Example) -> String {
+        match (self, value) {
+            (Spelling::Keys, Example::Text(v)) => format!("{param} = \"{v}\""),
+            (Spelling::Keys, Example::Number(v)) => format!("{param} = {v}"),
+            (Spelling::Flags, Example::Text(v)) => format!("--{param} {v}"),
+            (Spelling::Flags, Example::Number(v)) => format!("--{param} {v}"),
+        }
+    }
+
+    fn names(self, params: &[&str]) -> String {
+        params
+            .iter()
+            .map(|p| self.name(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// An example value in an error: text is quoted in TOML, numbers are not.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Example {
+    Text(&'static str),
+    Number(u64),
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FaultError {
     #[error("unknown fault `{0}`; known faults: {list}", list = FAULT_NAMES.join(", "))]
     UnknownFault(String),
-    #[error("{fault} needs `{param}` (e.g. {example})")]
+    #[error(
+        "{fault} needs {name} (e.g. {example}{note})",
+        name = spelling.name(param),
+        example = spelling.example(param, example),
+    )]
     Missing {
         fault: &'static str,
         param: &'static str,
-        example: &'static str,
+        example: Example,
+        /// Said after the example, e.g. ": how long the component stays down".
+        note: &'static str,
+        spelling: Spelling,
     },
-    #[error("{fault} does not take {params}")]
-    DoesNotApply { fault: &'static str, params: String },
+    #[error("{fault} does not take {names}", names = spelling.names(params))]
+    DoesNotApply {
+        fault: &'static str,
+        params: Vec<&'static str>,
+        spelling: Spelling,
+    },
+    #[error(
+        "kill is instantaneous (the restart policy brings the component back); {name} does not apply — use stop, restart or pause for a timed outage",
+        name = spelling.name("for")
+    )]
+    KillIsInstant { spelling: Spelling },
     #[error("toxicity must be within 0.0..=1.0, got {0}")]
     Toxicity(f64),
     #[error("{0}")]
@@ -160,9 +226,19 @@ pub enum FaultError {
 }
 
 impl Fault {
-    /// Check a request's fault name and parameters and build the fault. The
-    /// target is checked separately, against the components of the moment.
+    /// Check a request's fault name and parameters and build the fault, with
+    /// errors in the keys' spelling (profiles, the control endpoint). The target
+    /// is checked separately, against the components of the moment.
     pub fn from_request(req: &FaultRequest) -> Result<Fault, FaultError> {
+        Fault::from_request_spelled(req, Spelling::Keys)
+    }
+
+    /// [`Fault::from_request`], with errors that name parameters as `spelling`
+    /// writes them (the CLI passes [`Spelling::Flags`]).
+    pub fn from_request_spelled(
+        req: &FaultRequest,
+        spelling: Spelling,
+    ) -> Result<Fault, FaultError> {
         let p = &req.params;
         let name = FAULT_NAMES
             .iter()
@@ -185,19 +261,20 @@ impl Fault {
         if !stray.is_empty() {
             return Err(FaultError::DoesNotApply {
                 fault: name,
-                params: stray.join(", "),
+                params: stray,
+                spelling,
             });
         }
         if name == "kill" && req.duration.is_some() {
-            return Err(FaultError::Invalid(
-                "kill is instantaneous (the restart policy brings the component back); `for` does not apply — use restart or pause for a timed outage".into(),
-            ));
+            return Err(FaultError::KillIsInstant { spelling });
         }
         if name == "restart" && req.duration.is_none() {
             return Err(FaultError::Missing {
                 fault: "restart",
                 param: "for",
-                example: "for = \"5s\": how long the component stays down",
+                example: Example::Text("5s"),
+                note: ": how long the component stays down",
+                spelling,
             });
         }
         let toxicity = p.toxicity.unwrap_or(1.0);
@@ -205,37 +282,50 @@ impl Fault {
             return Err(FaultError::Toxicity(toxicity));
         }
         let direction = p.direction.unwrap_or_default();
-        let missing = |param, example| FaultError::Missing {
+        let missing = |param, example, note| FaultError::Missing {
             fault: name,
             param,
             example,
+            note,
+            spelling,
         };
         let toxic = match name {
             "kill" => return Ok(Fault::Kill),
-            "stop" => return Ok(Fault::Stop),
+            "stop" => {
+                return Ok(Fault::Stop {
+                    held: req.duration.is_some(),
+                })
+            }
             "pause" => return Ok(Fault::Pause),
             "restart" => return Ok(Fault::Restart),
             "latency" => Toxic::Latency {
-                latency: p.latency.ok_or_else(|| missing("latency", "200ms"))?,
+                latency: p
+                    .latency
+                    .ok_or_else(|| missing("latency", Example::Text("200ms"), ""))?,
                 jitter: p.jitter.unwrap_or_default(),
                 direction,
             },
             "bandwidth" => Toxic::Bandwidth {
                 rate: p
                     .rate
-                    .ok_or_else(|| missing("rate", "10000 (bytes per second)"))?,
+                    .ok_or_else(|| missing("rate", Example::Number(10000), ": bytes per second"))?,
                 direction,
             },
             "limit-data" => Toxic::LimitData {
-                bytes: p.bytes.ok_or_else(|| missing("bytes", "1024"))?,
+                bytes: p
+                    .bytes
+                    .ok_or_else(|| missing("bytes", Example::Number(1024), ""))?,
                 direction,
             },
             "slow-close" => Toxic::SlowClose {
-                delay: p.delay.ok_or_else(|| missing("delay", "2s"))?,
+                delay: p
+                    .delay
+                    .ok_or_else(|| missing("delay", Example::Text("2s"), ""))?,
             },
             "reset" => Toxic::Reset,
             "blackhole" => Toxic::Blackhole,
             "refuse" => Toxic::Refuse,
+            "refuse-new" => Toxic::RefuseNew,
             _ => unreachable!("every name in FAULT_NAMES is matched"),
         };
         toxic
@@ -247,7 +337,7 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Kill => "kill",
-            Fault::Stop => "stop",
+            Fault::Stop { .. } => "stop",
             Fault::Pause => "pause",
             Fault::Restart => "restart",
             Fault::Network { toxic, .. } => toxic.name(),
@@ -328,6 +418,63 @@ mod tests {
 
         let e = Fault::from_request(&req("restart")).unwrap_err();
         assert!(e.to_string().contains("needs `for`"), "{e}");
+    }
+
+    #[test]
+    fn errors_spell_parameters_as_the_user_wrote_them() {
+        let keys = |r: &FaultRequest| Fault::from_request(r).unwrap_err().to_string();
+        let flags = |r: &FaultRequest| {
+            Fault::from_request_spelled(r, Spelling::Flags)
+                .unwrap_err()
+                .to_string()
+        };
+        let restart = req("restart");
+        assert_eq!(
+            keys(&restart),
+            "restart needs `for` (e.g. for = \"5s\": how long the component stays down)"
+        );
+        assert_eq!(
+            flags(&restart),
+            "restart needs `--for` (e.g. --for 5s: how long the component stays down)"
+        );
+        let bandwidth = req("bandwidth");
+        assert!(keys(&bandwidth).contains("(e.g. rate = 10000: bytes per second)"));
+        assert!(flags(&bandwidth).contains("needs `--rate` (e.g. --rate 10000: bytes per second)"));
+        let mut kill = req("kill");
+        kill.params.latency = Some(Duration::from_millis(1));
+        kill.params.jitter = Some(Duration::from_millis(1));
+        assert_eq!(keys(&kill), "kill does not take `latency`, `jitter`");
+        assert_eq!(flags(&kill), "kill does not take `--latency`, `--jitter`");
+        kill.params = FaultParams::default();
+        kill.duration = Some(Duration::from_secs(3));
+        assert!(
+            keys(&kill).contains("`for` does not apply"),
+            "{}",
+            keys(&kill)
+        );
+        assert!(
+            flags(&kill).contains("`--for` does not apply"),
+            "{}",
+            flags(&kill)
+        );
+    }
+
+    #[test]
+    fn stop_is_held_down_only_with_a_duration() {
+        assert_eq!(
+            Fault::from_request(&req("stop")),
+            Ok(Fault::Stop { held: false })
+        );
+        let mut timed = req("stop");
+        timed.duration = Some(Duration::from_secs(3));
+        assert_eq!(Fault::from_request(&timed), Ok(Fault::Stop { held: true }));
+        assert_eq!(
+            Fault::from_request(&req("refuse-new")),
+            Ok(Fault::Network {
+                toxic: Toxic::RefuseNew,
+                toxicity: 1.0
+            })
+        );
     }
 
     #[test]

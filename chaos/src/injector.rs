@@ -107,7 +107,9 @@ pub struct Injector {
 
 impl Injector {
     /// Make an injector over `components`. With a ledger directory, first revert
-    /// whatever a crashed run left there.
+    /// whatever a crashed run left there: SIGCONT what it paused, and start what
+    /// it held down (in the background on the current runtime; see
+    /// `start_held_down`).
     pub fn new(
         components: Arc<dyn Components>,
         options: InjectorOptions,
@@ -119,6 +121,19 @@ impl Injector {
             }
             None => (None, Recovery::default()),
         };
+        if !recovery.held_down.is_empty() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let components = components.clone();
+                    let names = recovery.held_down.clone();
+                    rt.spawn(async move { start_held_down(components.as_ref(), &names).await });
+                }
+                Err(_) => tracing::warn!(
+                    components = ?recovery.held_down,
+                    "a crashed run held these components down and there is no runtime to start them on"
+                ),
+            }
+        }
         let origin = options.origin.unwrap_or_else(Instant::now);
         let origin_wall =
             Utc::now() - chrono::Duration::from_std(origin.elapsed()).unwrap_or_default();
@@ -196,7 +211,7 @@ impl Injector {
                         fault: fault.name().into(),
                     })
                 }
-                Fault::Kill | Fault::Stop | Fault::Pause if c.pid.is_none() => {
+                Fault::Kill | Fault::Stop { .. } | Fault::Pause if c.pid.is_none() => {
                     return Err(FaultError::NoProcess { target: name })
                 }
                 _ => {}
@@ -277,7 +292,7 @@ impl Injector {
             })
         };
         let (revert, proxy) = match fault {
-            Fault::Kill | Fault::Stop => {
+            Fault::Kill | Fault::Stop { held: false } => {
                 let pid = pid()?;
                 if matches!(fault, Fault::Kill) {
                     process::kill(pid)?;
@@ -331,7 +346,9 @@ impl Injector {
                 }
                 (revert, None)
             }
-            Fault::Restart => {
+            // `restart`, and `stop` with a duration: held down by the supervisor
+            // (no restart policy) until the revert starts it again.
+            Fault::Stop { held: true } | Fault::Restart => {
                 let revert = Revert::Start {
                     component: c.name.clone(),
                 };
@@ -552,7 +569,22 @@ impl Injector {
     }
 }
 
-/// The synchronous reverts (everything but `restart`).
+/// Start the components a crashed run held down. Best effort: one that no
+/// longer exists, or fails to start, is logged and the others are still tried.
+async fn start_held_down(components: &dyn Components, names: &[String]) {
+    for name in names {
+        match components.start(name).await {
+            Ok(()) => {
+                tracing::warn!(component = %name, "started a component a crashed run held down")
+            }
+            Err(e) => {
+                tracing::warn!(component = %name, error = %e, "cannot start a component a crashed run held down")
+            }
+        }
+    }
+}
+
+/// The synchronous reverts (everything but `Revert::Start`).
 fn revert_now(revert: &Revert, proxy: Option<&ProxyHandle>) {
     match revert {
         Revert::Resume { processes } => {

@@ -58,7 +58,8 @@ pub enum Revert {
     /// Remove a toxic from a proxy. Proxies live in the injecting process, so a
     /// crash removes these by itself.
     RemoveToxic { proxy: String, toxic: u64 },
-    /// Start a component held down by `restart` (the supervisor's job).
+    /// Start a component held down by `restart` or `stop --for` (the
+    /// supervisor's job).
     Start { component: String },
 }
 
@@ -92,7 +93,9 @@ pub struct Recovery {
     /// Entries whose revert needed nothing (the process is gone, or was recycled,
     /// or the fault vanished with its owner).
     pub gone: usize,
-    /// Components a dead run held down; whoever supervises them must start them.
+    /// Components a dead run held down (`restart`, `stop --for`): the next
+    /// [`crate::Injector`] asks its supervisor to start them (a no-op for one that
+    /// runs), so a crash mid-outage does not make the outage permanent.
     pub held_down: Vec<String>,
 }
 

@@ -62,7 +62,9 @@ struct State {
 
 impl State {
     fn refusing(&self) -> bool {
-        self.toxics.iter().any(|t| matches!(t.toxic, Toxic::Refuse))
+        self.toxics
+            .iter()
+            .any(|t| matches!(t.toxic, Toxic::Refuse | Toxic::RefuseNew))
     }
 }
 
@@ -329,7 +331,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 enum PumpEnd {
     /// The source closed and the close was passed on.
     Eof,
-    /// Close both sides now (limit-data reached).
+    /// Close both sides now (limit-data reached, or `refuse` cut the connection).
     Close,
     /// Reset both sides (reset toxic, or an I/O error on either side).
     Reset,
@@ -445,6 +447,9 @@ async fn pump(
     loop {
         if effects.reset {
             return PumpEnd::Reset;
+        }
+        if effects.cut {
+            return PumpEnd::Close;
         }
         if effects.blackhole && !queue.is_empty() {
             queue.clear();

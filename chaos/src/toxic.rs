@@ -74,8 +74,13 @@ pub enum Toxic {
     Reset,
     /// Accept and read, forward nothing: clients time out.
     Blackhole,
-    /// Stop listening, so new connections are refused; live ones carry on.
+    /// The component is unreachable, as toxiproxy's `down`: stop listening (new
+    /// connections are refused) and close the live connections through the proxy,
+    /// so pooled clients lose their connection too.
     Refuse,
+    /// Stop listening, so new connections are refused; live ones carry on (a
+    /// client holding a pooled connection never notices).
+    RefuseNew,
     /// Hold a closing side's FIN back for `delay`.
     SlowClose {
         #[serde(with = "crate::duration")]
@@ -109,6 +114,7 @@ impl Toxic {
             Toxic::Reset => "reset",
             Toxic::Blackhole => "blackhole",
             Toxic::Refuse => "refuse",
+            Toxic::RefuseNew => "refuse-new",
             Toxic::SlowClose { .. } => "slow-close",
             Toxic::LimitData { .. } => "limit-data",
         }
@@ -170,6 +176,8 @@ pub(crate) struct Effects {
     pub jitter: Duration,
     pub rate: Option<u64>,
     pub reset: bool,
+    /// `refuse`: close the connection (FIN both ways), as if the component went away.
+    pub cut: bool,
     pub blackhole: bool,
     pub slow_close: Option<Duration>,
     pub limit: Option<u64>,
@@ -192,6 +200,7 @@ impl Effects {
                     e.rate = Some(e.rate.map_or(*rate, |r| r.min(*rate)));
                 }
                 Toxic::Reset => e.reset = true,
+                Toxic::Refuse => e.cut = true,
                 Toxic::Blackhole => e.blackhole = true,
                 Toxic::SlowClose { delay } => {
                     e.slow_close = Some(e.slow_close.map_or(*delay, |d| d.max(*delay)));

@@ -1,6 +1,7 @@
 //! The injector against real processes and proxies: pause and its expiry, kill
-//! over a glob, restart through the trait, toxics through the proxy, checks that
-//! refuse before injecting, the revert guard, and the control routes.
+//! over a glob, restart and timed stop through the trait, toxics through the
+//! proxy, checks that refuse before injecting, the revert guard, and the control
+//! routes.
 
 mod support;
 
@@ -128,6 +129,55 @@ async fn restart_holds_the_component_down_then_starts_it() {
     let second = components.pid("redis").expect("started again");
     assert_ne!(first, second);
     assert_eq!(components.starts("redis"), 2);
+}
+
+#[tokio::test]
+async fn stop_for_a_duration_holds_down_then_starts_and_reverts_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = Arc::new(LocalComponents::default());
+    components.add_process("redis", ComponentKind::Redis);
+    let first = components.pid("redis").unwrap();
+    let inj = injector(components.clone(), dir.path());
+
+    let mut req = request("stop", "redis");
+    req.duration = Some(Duration::from_millis(300));
+    let event = inj.inject(&req).await.unwrap().remove(0);
+    assert_eq!(event.end, None, "a timed stop is not instantaneous");
+    assert_eq!(components.pid("redis"), None, "down during the fault");
+    let ledger = std::fs::read_to_string(inj.ledger_path().unwrap()).unwrap();
+    assert!(ledger.contains("\"start\""), "revertible: {ledger}");
+    for _ in 0..1000 {
+        if inj.active().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(inj.active().is_empty(), "the stop did not expire");
+    let second = components.pid("redis").expect("started again on expiry");
+    assert_ne!(first, second);
+    assert_eq!(components.starts("redis"), 2);
+
+    // Revert before the expiry: started again now.
+    req.duration = Some(Duration::from_secs(600));
+    let event = inj.inject(&req).await.unwrap().remove(0);
+    assert_eq!(components.pid("redis"), None);
+    let reverted = inj.revert(event.id).await.unwrap();
+    assert!(reverted.end.is_some());
+    assert!(components.pid("redis").is_some(), "revert starts it again");
+    assert_eq!(components.starts("redis"), 3);
+    assert!(!std::fs::read_to_string(inj.ledger_path().unwrap())
+        .unwrap()
+        .contains("\"start\""));
+
+    // Without a duration, stop stays a signal: SIGTERM, nothing to revert.
+    let event = inj
+        .inject(&request("stop", "redis"))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(event.end, Some(event.start));
+    assert_eq!(components.wait("redis").signal(), Some(15));
+    assert!(inj.active().is_empty());
 }
 
 #[tokio::test]

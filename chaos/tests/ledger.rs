@@ -1,6 +1,7 @@
 //! Never left behind: a runner SIGKILLed while a process is paused leaves a
 //! ledger, and the next start SIGCONTs that process — but never a pid that now
-//! names a different process.
+//! names a different process; one killed while a component is held down by a
+//! timed stop has the next start start it again.
 
 mod support;
 
@@ -44,6 +45,91 @@ async fn child_runner_pauses_then_waits() {
         .unwrap();
     println!("PAUSED");
     tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+const HOLD_ENV: &str = "CHAOS_LEDGER_TEST_HOLD";
+
+/// The runner half of `a_crash_mid_stop_does_not_leave_the_component_down`:
+/// stops `redis` for a minute (held down, a `start` in the ledger), says so,
+/// then waits to be killed.
+#[tokio::test]
+#[ignore = "spawned by a_crash_mid_stop_does_not_leave_the_component_down"]
+async fn child_runner_holds_down_then_waits() {
+    let dir = std::env::var(HOLD_ENV).expect("run by the parent test");
+    let components = Arc::new(LocalComponents::default());
+    components.add_process("redis", chaos::ComponentKind::Redis);
+    let (injector, _) = Injector::new(
+        components.clone(),
+        InjectorOptions {
+            ledger_dir: Some(dir.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    injector
+        .inject(&FaultRequest {
+            fault: "stop".into(),
+            target: "redis".into(),
+            duration: Some(Duration::from_secs(60)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(components.pid("redis"), None);
+    println!("HELD");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn a_crash_mid_stop_does_not_leave_the_component_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runner = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_runner_holds_down_then_waits",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(runner.stdout.take().unwrap()).lines();
+    let held = lines.any(|l| l.map(|l| l.contains("HELD")).unwrap_or(false));
+    assert!(held, "the runner never stopped its component");
+    // The crash: the expiry that would start it again never runs.
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+
+    // The next start's supervisor finds `redis` down (as the stop left it) ...
+    let components = Arc::new(LocalComponents::default());
+    components.add_process("redis", chaos::ComponentKind::Redis);
+    chaos::Components::stop(components.as_ref(), "redis")
+        .await
+        .unwrap();
+    assert_eq!(components.pid("redis"), None);
+    // ... and the next injector starts it again from the dead run's ledger.
+    let (_injector, recovery) = Injector::new(
+        components.clone(),
+        InjectorOptions {
+            ledger_dir: Some(dir.path().into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(recovery.held_down, ["redis"]);
+    for _ in 0..1000 {
+        if components.pid("redis").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        components.pid("redis").is_some(),
+        "still down after the next start"
+    );
+    assert_eq!(components.starts("redis"), 2);
 }
 
 #[test]

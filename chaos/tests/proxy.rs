@@ -120,28 +120,22 @@ async fn reset_kills_live_and_new_connections() {
     assert_eq!(round_trip(&mut again, b"ok").await.unwrap(), b"ok");
 }
 
-#[tokio::test]
-async fn refuse_closes_the_port_and_reopens_it() {
-    let proxy = proxy_to(echo_server().await).await;
-    let addr = proxy.local_addr();
-    let mut live = TcpStream::connect(addr).await.unwrap();
-    round_trip(&mut live, b"hi").await.unwrap();
-
-    let id = proxy.add_toxic(Toxic::Refuse, 1.0).unwrap();
+/// Wait (bounded) until connecting to `addr` is refused.
+async fn wait_refused(addr: SocketAddr) {
     // The accept loop closes the listener on its next wake-up; wait for it.
     let deadline = Instant::now() + PATIENCE;
     // (A connect racing the close can land in the dying backlog and be reset.)
     loop {
         match TcpStream::connect(addr).await {
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return,
             _ if Instant::now() < deadline => tokio::task::yield_now().await,
             other => panic!("proxy kept accepting under refuse: {other:?}"),
         }
     }
-    // A live connection is not a new connect: it carries on.
-    assert_eq!(round_trip(&mut live, b"still").await.unwrap(), b"still");
+}
 
-    proxy.remove_toxic(id);
+/// Wait (bounded) until `addr` accepts again, and echo through it.
+async fn wait_reopened(addr: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
     let mut s = loop {
         match TcpStream::connect(addr).await {
@@ -153,6 +147,50 @@ async fn refuse_closes_the_port_and_reopens_it() {
         }
     };
     assert_eq!(round_trip(&mut s, b"back").await.unwrap(), b"back");
+}
+
+#[tokio::test]
+async fn refuse_cuts_live_connections_and_closes_the_port() {
+    let proxy = proxy_to(echo_server().await).await;
+    let addr = proxy.local_addr();
+    let mut live = TcpStream::connect(addr).await.unwrap();
+    round_trip(&mut live, b"hi").await.unwrap();
+
+    let id = proxy.add_toxic(Toxic::Refuse, 1.0).unwrap();
+    // The live connection is closed by the proxy, as if the component went
+    // away: its client reads EOF (the echo server never speaks first).
+    let mut buf = [0u8; 8];
+    let read = timeout(PATIENCE, live.read(&mut buf))
+        .await
+        .expect("the live connection was not cut");
+    assert_eq!(read.unwrap(), 0, "expected EOF on the cut connection");
+    wait_refused(addr).await;
+    // Nothing is left open through the proxy (the pump ends right after the close).
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.handle().active_connections() > 0 {
+        assert!(Instant::now() < deadline, "connections left open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    proxy.remove_toxic(id);
+    wait_reopened(addr).await;
+}
+
+#[tokio::test]
+async fn refuse_new_closes_the_port_but_live_connections_carry_on() {
+    let proxy = proxy_to(echo_server().await).await;
+    let addr = proxy.local_addr();
+    let mut live = TcpStream::connect(addr).await.unwrap();
+    round_trip(&mut live, b"hi").await.unwrap();
+
+    let id = proxy.add_toxic(Toxic::RefuseNew, 1.0).unwrap();
+    wait_refused(addr).await;
+    // A live connection is not a new connect: it carries on.
+    assert_eq!(round_trip(&mut live, b"still").await.unwrap(), b"still");
+
+    proxy.remove_toxic(id);
+    wait_reopened(addr).await;
+    assert_eq!(round_trip(&mut live, b"after").await.unwrap(), b"after");
 }
 
 #[tokio::test]
