@@ -18,10 +18,6 @@ use super::target::RunningTarget;
 use crate::report::{self, Report};
 use crate::slo::{self, SloAnalysis};
 
-/// Exit code after Ctrl-C (128 + SIGINT, the shell convention): the run is
-/// incomplete, so neither "met" nor "not met" would be honest.
-pub const INTERRUPTED: u8 = 130;
-
 /// Where a finished run was written, and what it concluded.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -33,7 +29,7 @@ pub struct RunOutcome {
 impl RunOutcome {
     pub fn exit_code(&self) -> ExitCode {
         if self.interrupted {
-            return ExitCode::from(INTERRUPTED);
+            return ExitCode::from(crate::exit::INTERRUPTED);
         }
         match &self.analysis {
             Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
