@@ -10,7 +10,7 @@ use tabled::{Table, Tabled};
 use target::gateway::Balance;
 use target::stack::{
     default_run_dir, probe, CacheKind, ComponentStatus, DbKind, GatewayKind, RestartPolicy,
-    StackSpec, StackState, Supervisor,
+    StackError, StackSpec, StackState, Supervisor,
 };
 
 #[derive(Debug, clap::Args)]
@@ -218,12 +218,23 @@ fn stack_status(run_dir: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Idempotent, like `docker compose down`: with no stack running there is
+/// nothing to stop, which is what the caller wanted.
 fn stack_down(run_dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let state = StackState::read(&run_dir)?;
+    let state = match StackState::read(&run_dir) {
+        Ok(state) => state,
+        Err(StackError::NoState { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            println!("no stack is running in {}", run_dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !state.is_live() {
         let _ = std::fs::remove_file(StackState::path_in(&run_dir));
         println!(
-            "no stack running in {} (removed a stale state file)",
+            "no stack is running in {} (removed a stale state file)",
             run_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
