@@ -63,6 +63,10 @@ struct UpArgs {
     /// No fault proxies in front of components (network faults impossible).
     #[arg(long)]
     no_fault_proxies: bool,
+    /// Reopen the SQLite database left in the run dir by an earlier stack
+    /// (default: start from an empty one; PostgreSQL always starts empty).
+    #[arg(long)]
+    keep_data: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +101,7 @@ fn stack_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         restart: args.restart,
         run_dir: args.run_dir,
         fault_proxies: !args.no_fault_proxies,
+        keep_data: args.keep_data,
         ..StackSpec::default()
     };
     let bin = std::env::current_exe().context("finding our own binary to re-execute")?;
