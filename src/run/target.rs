@@ -322,42 +322,41 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 mod tests {
     use super::{fault_note, StackLeftovers};
 
-    fn stack_dir(root: &std::path::Path) -> std::path::PathBuf {
+    /// A stopped stack's dir (a log and a database) and an empty run dir beside
+    /// it, under `root`: (leftovers, the stack's dir, the run dir).
+    fn left_behind(
+        root: &std::path::Path,
+        staged: bool,
+    ) -> (StackLeftovers, std::path::PathBuf, std::path::PathBuf) {
         let dir = root.join("stack-run-dir");
         std::fs::create_dir_all(dir.join("logs")).unwrap();
         std::fs::write(dir.join("logs/api-1.log"), "api-1 listening\n").unwrap();
         std::fs::write(dir.join("slolab.db"), "data").unwrap();
-        dir
+        let run = root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        let left = StackLeftovers {
+            log_dir: dir.join("logs"),
+            run_dir: dir.clone(),
+            staged,
+        };
+        (left, dir, run)
     }
 
     #[test]
     fn a_staging_dir_moves_into_the_run_whole() {
         let root = tempfile::tempdir().unwrap();
-        let dir = stack_dir(root.path());
-        let run = root.path().join("run");
-        std::fs::create_dir(&run).unwrap();
-        let left = StackLeftovers {
-            log_dir: dir.join("logs"),
-            run_dir: dir.clone(),
-            staged: true,
-        };
+        let (left, dir, run) = left_behind(root.path(), true);
         let logs = left.keep_in(&run).unwrap();
         assert_eq!(logs, run.join("stack/logs"));
         assert!(logs.join("api-1.log").is_file());
+        assert!(run.join("stack/slolab.db").is_file());
         assert!(!dir.exists(), "moved, not copied");
     }
 
     #[test]
     fn a_run_dir_the_profile_named_stays_and_its_logs_are_copied() {
         let root = tempfile::tempdir().unwrap();
-        let dir = stack_dir(root.path());
-        let run = root.path().join("run");
-        std::fs::create_dir(&run).unwrap();
-        let left = StackLeftovers {
-            log_dir: dir.join("logs"),
-            run_dir: dir.clone(),
-            staged: false,
-        };
+        let (left, dir, run) = left_behind(root.path(), false);
         let logs = left.keep_in(&run).unwrap();
         assert_eq!(
             std::fs::read_to_string(logs.join("api-1.log")).unwrap(),
