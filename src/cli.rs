@@ -7,10 +7,12 @@ use clap::{Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (every SLO met)
-  1  slolab failed: bad input, or it could not start
-  3  an SLO was not met
-  4  compare found a regression";
+  0    success (every SLO met)
+  1    slolab failed: bad input, or it could not start
+  3    an SLO was not met (run, report --slo)
+  4    compare found a regression
+  130  run interrupted (Ctrl-C or SIGTERM): faults reverted, stack stopped,
+       what was measured written and marked interrupted";
 
 #[derive(Debug, Parser)]
 #[command(name = "slolab", version, about = "Does this system meet its SLOs under this load and these faults?", after_help = EXIT_CODES)]
@@ -63,8 +65,12 @@ pub fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal: a component's stderr is its log
+    // file, and escape codes there make the logs unreadable and ungreppable.
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -44,8 +44,67 @@ fn main() -> ExitCode {
     match cli::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             exit::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, each cause once: many errors already
+/// write their `source` into their own message (`cannot read X: Is a directory`)
+/// and also expose it through `source()`, which anyhow's `{:#}` would print again.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    /// Says its source in its message, and exposes it too (as thiserror's
+    /// `#[error("...: {source}")]` does).
+    #[derive(Debug)]
+    struct ReadFailed(std::io::Error);
+
+    impl std::fmt::Display for ReadFailed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read results file /tmp/x: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ReadFailed {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn is_a_directory() -> std::io::Error {
+        std::io::Error::other("Is a directory (os error 21)")
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let err = anyhow::Error::new(ReadFailed(is_a_directory())).context("report");
+        assert_eq!(
+            error_text(&err),
+            "report: cannot read results file /tmp/x: Is a directory (os error 21)"
+        );
+    }
+
+    #[test]
+    fn a_cause_not_in_the_message_is_still_printed() {
+        let err = anyhow::Error::new(is_a_directory()).context("reading the profile");
+        assert_eq!(
+            error_text(&err),
+            "reading the profile: Is a directory (os error 21)"
+        );
     }
 }

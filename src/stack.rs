@@ -10,7 +10,7 @@ use tabled::{Table, Tabled};
 use target::gateway::Balance;
 use target::stack::{
     default_run_dir, probe, CacheKind, ComponentStatus, DbKind, GatewayKind, RestartPolicy,
-    StackSpec, StackState, Supervisor,
+    StackError, StackSpec, StackState, Supervisor,
 };
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +63,10 @@ struct UpArgs {
     /// No fault proxies in front of components (network faults impossible).
     #[arg(long)]
     no_fault_proxies: bool,
+    /// Reopen the SQLite database left in the run dir by an earlier stack
+    /// (default: start from an empty one; PostgreSQL always starts empty).
+    #[arg(long)]
+    keep_data: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +101,7 @@ fn stack_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         restart: args.restart,
         run_dir: args.run_dir,
         fault_proxies: !args.no_fault_proxies,
+        keep_data: args.keep_data,
         ..StackSpec::default()
     };
     let bin = std::env::current_exe().context("finding our own binary to re-execute")?;
@@ -218,12 +223,23 @@ fn stack_status(run_dir: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Idempotent, like `docker compose down`: with no stack running there is
+/// nothing to stop, which is what the caller wanted.
 fn stack_down(run_dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let state = StackState::read(&run_dir)?;
+    let state = match StackState::read(&run_dir) {
+        Ok(state) => state,
+        Err(StackError::NoState { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            println!("no stack is running in {}", run_dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !state.is_live() {
         let _ = std::fs::remove_file(StackState::path_in(&run_dir));
         println!(
-            "no stack running in {} (removed a stale state file)",
+            "no stack is running in {} (removed a stale state file)",
             run_dir.display()
         );
         return Ok(ExitCode::SUCCESS);

@@ -60,6 +60,12 @@ fn quickstart_runs_end_to_end_and_exit_code_matches_the_verdict() {
         dir.join("stack/logs").is_dir(),
         "stack logs kept with the run"
     );
+    let logs = format!("component logs in {}", dir.join("stack/logs").display());
+    assert!(stderr.contains(&logs), "the kept logs are named: {stderr}");
+    assert!(
+        stderr.contains("⚡ kill api-2 @"),
+        "the fault shown as it fires: {stderr}"
+    );
     let exp = experiment(&dir);
     let met = exp["slo"]["met"].as_bool().expect("an SLO verdict");
     assert_eq!(

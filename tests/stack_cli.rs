@@ -1,6 +1,7 @@
 //! The supervisor end to end, against the real `slolab` binary: a postgres+redis
 //! stack up and down with no process left, the embedded default through
-//! `slolab stack up|status|down`, the restart policy, and no orphans after SIGKILL.
+//! `slolab stack up|status|down`, the restart policy, no orphans after SIGKILL,
+//! fresh data per stack, and the binary's own messages (help, errors).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -247,12 +248,45 @@ async fn restart_policy_brings_a_killed_instance_back_on_the_same_port() {
     }
 }
 
+/// A `slolab stack up` child that a failing assertion does not leave running:
+/// dropped while alive, it gets SIGTERM (so it stops its components) and is reaped.
+struct Up(Child);
+
+impl std::ops::Deref for Up {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Up {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `slolab stack up` as a child; returns it once it printed its URL.
-fn stack_up(dir: &Path, extra: &[&str]) -> (Child, String) {
+fn stack_up(dir: &Path, extra: &[&str]) -> (Up, String) {
+    stack_up_with(dir, extra, &[])
+}
+
+/// [`stack_up`] with environment variables (the components inherit them).
+fn stack_up_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Up, String) {
     let mut child = Command::new(BIN)
         .args(["stack", "up", "--port", "0", "--run-dir"])
         .arg(dir)
         .args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -270,7 +304,7 @@ fn stack_up(dir: &Path, extra: &[&str]) -> (Child, String) {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    (Up(child), url)
 }
 
 #[test]
@@ -381,4 +415,124 @@ async fn nginx_gateway_balances_over_the_instances_and_stops() {
     for (name, pid) in pids {
         assert!(!pid_alive(pid), "{name} (pid {pid}) survived stop");
     }
+}
+
+fn stack_down(dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["stack", "down", "--run-dir"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+/// The `"total":N` of the task list (wherever the envelope puts it).
+fn task_total(url: &str) -> u64 {
+    let (code, _, body) = get(url, "/api/v1/tasks");
+    assert_eq!(code, 200, "{body}");
+    let (_, rest) = body
+        .split_once("\"total\":")
+        .unwrap_or_else(|| panic!("no total in {body}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no total in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_stack_starts_with_fresh_data_unless_asked_to_keep_it() {
+    let dir = run_dir();
+    let seeded = StackSpec {
+        instances: 1,
+        seed_tasks: 3,
+        ..spec(dir.path())
+    };
+    let stack = Supervisor::start(seeded, PathBuf::from(BIN))
+        .await
+        .expect("stack starts");
+    let url = stack.url().to_string();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || task_total(&url))
+            .await
+            .unwrap(),
+        3
+    );
+    stack.shutdown().await;
+
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        // --keep-data reopens the earlier stack's database. RUST_LOG reaches the
+        // components, so their log files have lines to check for colour codes.
+        let (mut up, url) = stack_up_with(
+            &path,
+            &["--instances", "1", "--keep-data"],
+            &[("RUST_LOG", "info")],
+        );
+        assert_eq!(task_total(&url), 3, "kept");
+        let log = std::fs::read_to_string(path.join("logs/api-1.log")).unwrap();
+        assert!(log.contains("INFO"), "the instance logged: {log}");
+        assert!(!log.contains('\x1b'), "ANSI codes in a log file: {log:?}");
+        assert!(stack_down(&path).status.success());
+        assert!(up.wait().unwrap().success());
+
+        // Without it, the same run dir starts empty.
+        let (mut up, url) = stack_up(&path, &["--instances", "1"]);
+        assert_eq!(task_total(&url), 0, "an earlier stack's tasks are gone");
+        assert!(stack_down(&path).status.success());
+        assert!(up.wait().unwrap().success());
+
+        // Down again, with nothing running: nothing to do, and that is success.
+        let again = stack_down(&path);
+        let stdout = String::from_utf8_lossy(&again.stdout);
+        assert_eq!(again.status.code(), Some(0), "{stdout}");
+        assert!(stdout.contains("no stack is running"), "{stdout}");
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn stack_down_in_a_dir_that_never_had_a_stack_succeeds() {
+    let dir = run_dir();
+    let down = stack_down(&dir.path().join("never-used"));
+    let stdout = String::from_utf8_lossy(&down.stdout);
+    assert_eq!(
+        down.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(stdout.contains("no stack is running in"), "{stdout}");
+}
+
+#[test]
+fn help_lists_every_exit_code() {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    let codes: Vec<&str> = text
+        .split_once("Exit codes:")
+        .unwrap_or_else(|| panic!("no exit code table: {text}"))
+        .1
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(codes, ["0", "1", "3", "4", "130"], "{text}");
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = run_dir();
+    let out = Command::new(BIN)
+        .arg("report")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&dir.path().display().to_string()),
+        "names the path: {stderr}"
+    );
+    assert_eq!(stderr.matches("Is a directory").count(), 1, "{stderr}");
 }

@@ -18,10 +18,6 @@ use super::target::RunningTarget;
 use crate::report::{self, Report};
 use crate::slo::{self, SloAnalysis};
 
-/// Exit code after Ctrl-C (128 + SIGINT, the shell convention): the run is
-/// incomplete, so neither "met" nor "not met" would be honest.
-pub const INTERRUPTED: u8 = 130;
-
 /// Where a finished run was written, and what it concluded.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -33,7 +29,7 @@ pub struct RunOutcome {
 impl RunOutcome {
     pub fn exit_code(&self) -> ExitCode {
         if self.interrupted {
-            return ExitCode::from(INTERRUPTED);
+            return ExitCode::from(crate::exit::INTERRUPTED);
         }
         match &self.analysis {
             Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
@@ -106,7 +102,7 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
     let measured = measure(&plan, &mut target, &interrupt).await;
     let faults = target.finish_chaos().await;
     let target_info = target.info();
-    let stack_dir = target.stop().await;
+    let leftovers = target.stop().await;
     let (mut results, chaos_t0) = measured?;
 
     let interrupted = interrupt.is_set() || results.run.interrupted;
@@ -146,11 +142,11 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
         .insert(SECTION_KEY.into(), serde_json::to_value(&section)?);
 
     let dir = run_dir(out, &name, &results)?;
-    if let Some(stack_dir) = stack_dir.filter(|d| d.exists()) {
-        if let Err(e) = std::fs::rename(&stack_dir, dir.join("stack")) {
-            tracing::warn!(error = %e, "cannot move the stack logs into the run directory");
-        }
-    }
+    let logs = leftovers.and_then(|left| {
+        left.keep_in(&dir)
+            .map_err(|e| tracing::warn!("cannot keep the stack logs with the run: {e:#}"))
+            .ok()
+    });
     write_run(&dir, &results)?;
     let outcome = RunOutcome {
         dir,
@@ -158,6 +154,9 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
         interrupted,
     };
     eprintln!("slolab run: results in {}", outcome.dir.display());
+    if let Some(logs) = logs {
+        eprintln!("slolab run: component logs in {}", logs.display());
+    }
     Ok(outcome)
 }
 
@@ -181,9 +180,9 @@ async fn measure(
         anyhow::bail!("interrupted during the warm-up; nothing was measured");
     }
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
-    let bar = ProgressBar::start(plan, progress_rx);
     let chaos_t0 = chrono::Utc::now();
-    target.start_chaos()?;
+    let fault_notes = target.start_chaos()?;
+    let bar = ProgressBar::start(plan, progress_rx, fault_notes);
     let results = loadgen::run(
         plan.load.clone(),
         interrupt.clone().wait(),
@@ -333,14 +332,25 @@ fn write_run(dir: &Path, results: &Results) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The live line on stderr (only on a terminal): stage, rate, p99, errors.
+/// The live line on stderr (only on a terminal): stage, rate, p99, errors, and
+/// the last fault fired. Off a terminal, each fault fired is a line of its own.
 struct ProgressBar {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ProgressBar {
-    fn start(plan: &ExperimentPlan, mut rx: watch::Receiver<Progress>) -> Self {
+    fn start(
+        plan: &ExperimentPlan,
+        mut rx: watch::Receiver<Progress>,
+        mut faults: tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) -> Self {
         if !std::io::stderr().is_terminal() {
+            // Ends when the chaos plan does (its sender is dropped with it).
+            tokio::spawn(async move {
+                while let Some(note) = faults.recv().await {
+                    eprintln!("slolab run: {note}");
+                }
+            });
             return Self { task: None };
         }
         let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
@@ -356,12 +366,21 @@ impl ProgressBar {
         }
         bar.enable_steady_tick(Duration::from_millis(250));
         let task = tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
+            let mut last_fault = String::new();
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break },
+                    Some(note) = faults.recv() => {
+                        // Above the bar, so it stays on screen after the line moves on.
+                        bar.println(&note);
+                        last_fault = format!(" | {note}");
+                    }
+                }
                 let p = rx.borrow_and_update().clone();
                 let stage = stage_names.get(p.stage).map(String::as_str).unwrap_or("-");
                 bar.set_position(p.elapsed.as_secs());
                 bar.set_message(format!(
-                    "{stage} | {:.0} req/s | p99 {:.1} ms | {} errors | {} requests",
+                    "{stage} | {:.0} req/s | p99 {:.1} ms | {} errors | {} requests{last_fault}",
                     p.rate,
                     p.p99_last_interval.as_secs_f64() * 1e3,
                     p.errors,

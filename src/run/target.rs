@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chaos::{FaultEvent, Injector, InjectorOptions, Plan, RevertGuard};
 use target::stack::{Stack, StackSpec, Supervisor};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::profile::LoadedProfile;
@@ -28,6 +29,8 @@ pub struct StackRun {
     plan: Plan,
     seed: u64,
     chaos: Option<ChaosRun>,
+    /// Whether the stack's run dir is the run's staging dir (see [`StackLeftovers`]).
+    staged: bool,
 }
 
 /// The chaos plan in flight: the task that fires it, the injector, and per
@@ -66,7 +69,8 @@ impl RunningTarget {
         if !loaded.stack_sets("port") {
             spec.port = 0;
         }
-        if !loaded.stack_sets("run-dir") {
+        let staged = !loaded.stack_sets("run-dir");
+        if staged {
             spec.run_dir = Some(run_dir.to_path_buf());
         }
         let names = profile.component_names();
@@ -80,17 +84,15 @@ impl RunningTarget {
             .await
             .map_err(|_| anyhow::anyhow!("the stack did not come up within {START_TIMEOUT:?}"))?
             .context("starting the stack")?;
-        eprintln!(
-            "slolab run: stack up at {} (logs in {})",
-            stack.url(),
-            stack.log_dir().display()
-        );
+        // Its logs move into the run's directory at the end (printed then).
+        eprintln!("slolab run: stack up at {}", stack.url());
         Ok(Self::Stack(Box::new(StackRun {
             stack,
             spec,
             plan,
             seed,
             chaos: None,
+            staged,
         })))
     }
 
@@ -109,10 +111,12 @@ impl RunningTarget {
         }
     }
 
-    /// Starts the chaos clock: faults fire at their offsets from now.
-    pub fn start_chaos(&mut self) -> anyhow::Result<()> {
+    /// Starts the chaos clock: faults fire at their offsets from now. The
+    /// receiver gets one line per fault as it fires, for the progress display.
+    pub fn start_chaos(&mut self) -> anyhow::Result<mpsc::UnboundedReceiver<String>> {
+        let (notes, notes_rx) = mpsc::unbounded_channel();
         let Self::Stack(run) = self else {
-            return Ok(());
+            return Ok(notes_rx);
         };
         let origin = tokio::time::Instant::now();
         let (injector, _recovery) = Injector::new(
@@ -130,6 +134,7 @@ impl RunningTarget {
             injector.clone(),
             origin,
             fired.clone(),
+            notes,
         ));
         run.chaos = Some(ChaosRun {
             _guard: injector.guard(),
@@ -137,7 +142,7 @@ impl RunningTarget {
             task,
             fired,
         });
-        Ok(())
+        Ok(notes_rx)
     }
 
     /// Stops the chaos plan, reverts whatever is still in force, and returns
@@ -172,16 +177,65 @@ impl RunningTarget {
         }
     }
 
-    /// Stops the stack (gateway first, database last); returns its run dir.
-    pub async fn stop(self) -> Option<PathBuf> {
+    /// Stops the stack (gateway first, database last); returns what it left
+    /// behind (its run dir and logs).
+    pub async fn stop(self) -> Option<StackLeftovers> {
         match self {
             Self::External { .. } => None,
             Self::Stack(run) => {
-                let dir = run.stack.run_dir().to_path_buf();
+                let left = StackLeftovers {
+                    run_dir: run.stack.run_dir().to_path_buf(),
+                    log_dir: run.stack.log_dir().to_path_buf(),
+                    staged: run.staged,
+                };
                 run.stack.shutdown().await;
-                Some(dir)
+                Some(left)
             }
         }
+    }
+}
+
+/// A stopped stack's directory: its logs belong with the run's results.
+#[derive(Debug)]
+pub struct StackLeftovers {
+    run_dir: PathBuf,
+    log_dir: PathBuf,
+    /// The run dir is the run's own staging dir (the profile named none), so the
+    /// whole of it can move; a run dir the profile named stays where it is.
+    staged: bool,
+}
+
+impl StackLeftovers {
+    /// Moves the staging dir to `<run>/stack`, or copies the logs of a run dir
+    /// the profile named into `<run>/stack/logs`; returns where the logs are now.
+    pub fn keep_in(&self, run: &Path) -> anyhow::Result<PathBuf> {
+        let kept = run.join("stack");
+        if self.staged {
+            std::fs::rename(&self.run_dir, &kept).with_context(|| {
+                format!(
+                    "cannot move the stack's files from {} to {}",
+                    self.run_dir.display(),
+                    kept.display()
+                )
+            })?;
+            return Ok(kept.join("logs"));
+        }
+        let logs = kept.join("logs");
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let entries = std::fs::read_dir(&self.log_dir).with_context(|| {
+            format!("cannot list the stack's logs in {}", self.log_dir.display())
+        })?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", self.log_dir.display()))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let to = logs.join(entry.file_name());
+                std::fs::copy(entry.path(), &to).with_context(|| {
+                    format!("cannot copy {} to {}", entry.path().display(), to.display())
+                })?;
+            }
+        }
+        Ok(logs)
     }
 }
 
@@ -193,9 +247,11 @@ async fn fire(
     injector: Arc<Injector>,
     origin: tokio::time::Instant,
     fired: Arc<Mutex<Vec<Fired>>>,
+    notes: mpsc::UnboundedSender<String>,
 ) {
     for planned in plan.faults {
         tokio::time::sleep_until(origin + planned.at).await;
+        let at_s = origin.elapsed().as_secs_f64();
         let req = &planned.request;
         tracing::info!(fault = %req.fault, target = %req.target, at = ?planned.at, "injecting");
         let result = injector
@@ -206,12 +262,23 @@ async fn fire(
                 tracing::warn!(fault = %req.fault, target = %req.target, error = %e, "injection failed");
                 e.to_string()
             });
+        // The display may be gone (the load ended first): the record still counts.
+        let _ = notes.send(fault_note(&req.fault, &req.target, at_s, &result));
         fired.lock().unwrap_or_else(|p| p.into_inner()).push(Fired {
             planned_s: planned.at.as_secs_f64(),
             fault: req.fault.clone(),
             target: req.target.clone(),
             result,
         });
+    }
+}
+
+/// One fired fault as the progress display shows it: `⚡ kill api-2 @8.0s`
+/// (seconds on the chaos clock, which starts with the measured load).
+fn fault_note(fault: &str, target: &str, at_s: f64, result: &Result<Vec<u64>, String>) -> String {
+    match result {
+        Ok(_) => format!("⚡ {fault} {target} @{at_s:.1}s"),
+        Err(e) => format!("⚡ {fault} {target} @{at_s:.1}s failed: {e}"),
     }
 }
 
@@ -250,3 +317,72 @@ fn fault_records(fired: Vec<Fired>, events: &[FaultEvent]) -> Vec<FaultRecord> {
 
 /// Upper bound on how long we wait for the stack to come up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::{fault_note, StackLeftovers};
+
+    /// A stopped stack's dir (a log and a database) and an empty run dir beside
+    /// it, under `root`: (leftovers, the stack's dir, the run dir).
+    fn left_behind(
+        root: &std::path::Path,
+        staged: bool,
+    ) -> (StackLeftovers, std::path::PathBuf, std::path::PathBuf) {
+        let dir = root.join("stack-run-dir");
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::write(dir.join("logs/api-1.log"), "api-1 listening\n").unwrap();
+        std::fs::write(dir.join("slolab.db"), "data").unwrap();
+        let run = root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        let left = StackLeftovers {
+            log_dir: dir.join("logs"),
+            run_dir: dir.clone(),
+            staged,
+        };
+        (left, dir, run)
+    }
+
+    #[test]
+    fn a_staging_dir_moves_into_the_run_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let (left, dir, run) = left_behind(root.path(), true);
+        let logs = left.keep_in(&run).unwrap();
+        assert_eq!(logs, run.join("stack/logs"));
+        assert!(logs.join("api-1.log").is_file());
+        assert!(run.join("stack/slolab.db").is_file());
+        assert!(!dir.exists(), "moved, not copied");
+    }
+
+    #[test]
+    fn a_run_dir_the_profile_named_stays_and_its_logs_are_copied() {
+        let root = tempfile::tempdir().unwrap();
+        let (left, dir, run) = left_behind(root.path(), false);
+        let logs = left.keep_in(&run).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(logs.join("api-1.log")).unwrap(),
+            "api-1 listening\n"
+        );
+        assert!(
+            dir.join("slolab.db").is_file(),
+            "the named run dir is left alone"
+        );
+        assert!(!run.join("stack/slolab.db").exists());
+    }
+
+    #[test]
+    fn a_fired_fault_reads_as_what_where_and_when() {
+        assert_eq!(
+            fault_note("kill", "api-2", 8.04, &Ok(vec![1])),
+            "⚡ kill api-2 @8.0s"
+        );
+        assert_eq!(
+            fault_note(
+                "pause",
+                "redis",
+                12.0,
+                &Err("no component named `redis`".into())
+            ),
+            "⚡ pause redis @12.0s failed: no component named `redis`"
+        );
+    }
+}

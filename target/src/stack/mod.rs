@@ -559,10 +559,16 @@ async fn assemble(
     let (db_direct, api_db) = match spec.db {
         DbKind::Sqlite => {
             let path = run_dir.join("slolab.db");
+            if !spec.keep_data {
+                remove_sqlite_files(&path)?;
+            }
             let arg = format!("sqlite:{}", path.display());
             (DbConfig::Sqlite { path }, arg)
         }
         DbKind::Postgres => {
+            if spec.keep_data {
+                tracing::warn!("keep-data applies to SQLite only: a PostgreSQL stack's cluster is new each time");
+            }
             let dir = tempfile::Builder::new()
                 .prefix("slolab-stack-pg-")
                 .tempdir()
@@ -738,6 +744,28 @@ async fn assemble(
         admin_token,
         admin_password,
     ))
+}
+
+/// An earlier stack's SQLite database, with its write-ahead log and shared
+/// memory files: a new stack starts from an empty database, not the last run's.
+fn remove_sqlite_files(path: &Path) -> Result<(), StackError> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => tracing::debug!(file = %file.display(), "removed an earlier stack's data"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StackError::Io {
+                    what: format!(
+                        "removing the earlier stack's database {} (keep it with --keep-data)",
+                        file.display()
+                    ),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Poll `GET /readyz` through a gateway until an instance answers (bounded).

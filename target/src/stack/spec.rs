@@ -40,6 +40,10 @@ pub struct StackSpec {
     pub fault_proxies: bool,
     /// Tokio worker threads per API instance (default: one per core).
     pub api_threads: Option<usize>,
+    /// Reopen the SQLite database an earlier stack left in the run dir instead
+    /// of starting from an empty one. Default false: every stack starts fresh, as
+    /// a PostgreSQL stack always does (its cluster lives in a new temp dir).
+    pub keep_data: bool,
 }
 
 impl StackSpec {
@@ -80,6 +84,7 @@ impl Default for StackSpec {
             run_dir: None,
             fault_proxies: true,
             api_threads: None,
+            keep_data: false,
         }
     }
 }
@@ -183,13 +188,15 @@ mod tests {
         assert_eq!(spec.db, DbKind::Sqlite);
         assert_eq!(spec.cache, CacheKind::None);
         assert_eq!(spec.port, 8080);
+        assert!(!spec.keep_data, "a new stack starts with fresh data");
     }
 
     #[test]
     fn parses_a_profile_section_in_kebab_case() {
         let spec: StackSpec = serde_json::from_str(
             r#"{"instances":4,"db":"postgres","cache":"redis","gateway":"nginx",
-                "balance":"least-connections","seed-tasks":100,"restart":"on-failure:250ms"}"#,
+                "balance":"least-connections","seed-tasks":100,"restart":"on-failure:250ms",
+                "keep-data":true}"#,
         )
         .unwrap();
         assert_eq!(spec.instances, 4);
@@ -198,6 +205,7 @@ mod tests {
         assert_eq!(spec.gateway, GatewayKind::Nginx);
         assert_eq!(spec.balance, Balance::LeastConnections);
         assert_eq!(spec.seed_tasks, 100);
+        assert!(spec.keep_data);
         assert_eq!(
             spec.restart,
             RestartPolicy::OnFailure {
