@@ -17,8 +17,9 @@ mod slo;
 mod stack;
 
 fn main() -> ExitCode {
-    // Usage errors exit 1 like every other bad input (clap's default is 2), on one
-    // line; --help and --version print and exit 0 as usual.
+    // Usage errors exit 1 like every other bad input (clap's default is 2), as
+    // clap's message without its usage trailer (a message may span lines, e.g.
+    // the list of missing arguments); --help and --version print and exit 0.
     let args = load::hey_spellings(std::env::args_os().collect());
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -33,10 +34,15 @@ fn main() -> ExitCode {
                 e.exit();
             }
             let text = e.render().to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: bad command line")
-            );
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .collect();
+            if message.is_empty() {
+                eprintln!("error: bad command line");
+            } else {
+                eprintln!("{}", message.join("\n"));
+            }
             return exit::FAILURE;
         }
     };

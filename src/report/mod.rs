@@ -67,7 +67,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(match &report.analysis {
         Some(a) if a.verdict() == slo::Verdict::Interrupted => {
-            ExitCode::from(crate::run::experiment::INTERRUPTED)
+            ExitCode::from(crate::exit::INTERRUPTED)
         }
         Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
         _ => crate::exit::SUCCESS,
