@@ -19,7 +19,13 @@ mod stack;
 fn main() -> ExitCode {
     // Usage errors exit 1 like every other bad input (clap's default is 2), on one
     // line; --help and --version print and exit 0 as usual.
-    let args = load::hey_spellings(std::env::args_os().collect());
+    let args = match load::hey_spellings(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {

@@ -6,13 +6,15 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 struct Server {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    /// Every request head received, lower-cased.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 /// A keep-alive HTTP/1.1 server on its own threads: answers every request with
@@ -22,12 +24,13 @@ fn server() -> Server {
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(AtomicU64::new(0));
-    let (r, c) = (requests.clone(), connections.clone());
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (r, c, h) = (requests.clone(), connections.clone(), heads.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { return };
             c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            let (r, h) = (r.clone(), h.clone());
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -36,6 +39,7 @@ fn server() -> Server {
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end + 4);
                         r.fetch_add(1, Ordering::SeqCst);
+                        h.lock().unwrap().push(head.to_ascii_lowercase());
                         let close = head.to_ascii_lowercase().contains("connection: close");
                         let status = if head.starts_with("GET /fail") {
                             "503 Service Unavailable"
@@ -59,6 +63,7 @@ fn server() -> Server {
         addr,
         requests,
         connections,
+        heads,
     }
 }
 
@@ -251,4 +256,69 @@ fn sigint_prints_a_partial_summary_and_still_saves() {
     let n = saved["totals"]["requests"].as_u64().unwrap();
     assert!(n >= 50);
     assert!(saved["run"]["duration_s"].as_f64().unwrap() < 60.0);
+}
+
+#[test]
+fn heys_accept_host_and_cpus_flags_reach_the_wire_and_the_plan() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("r.json");
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&[
+        "-n",
+        "6",
+        "-c",
+        "2",
+        "-cpus",
+        "1",
+        "-host",
+        "api.example.test",
+        "-A",
+        "application/json",
+        "-H",
+        "Accept: text/plain",
+        "--save",
+        save.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heads = s.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 6);
+    for head in &heads {
+        let lines: Vec<&str> = head.lines().collect();
+        assert!(lines.contains(&"host: api.example.test"), "{head}");
+        // -A wins over -H "Accept: …", and there is exactly one Accept.
+        assert!(lines.contains(&"accept: application/json"), "{head}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("accept:")).count(),
+            1,
+            "{head}"
+        );
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).unwrap()).unwrap();
+    assert_eq!(saved["plan"]["threads"], 1);
+}
+
+#[test]
+fn an_unknown_one_dash_flag_is_named_not_read_as_help() {
+    for bad in ["-hots", "-cpu", "-disable-keepalives"] {
+        let out = slolab(&[bad, "http://127.0.0.1:1/"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{bad} printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("unknown flag \"{bad}\"")),
+            "{bad}: {stderr}"
+        );
+    }
 }

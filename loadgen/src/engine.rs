@@ -359,7 +359,12 @@ impl<B: Backend> Worker<B> {
                     rng: &mut self.rng,
                     seq: None,
                 };
-                req.encode_redirect(method, keep, &at.authority, &path, &mut scratch, &mut x);
+                let host = if at.same_as(&shared.origins[req.origin]) {
+                    req.host_for(&at.authority)
+                } else {
+                    &at.authority
+                };
+                req.encode_redirect(method, keep, host, &path, &mut scratch, &mut x);
                 let pooled = shared.origins.iter().position(|o| o.same_as(&at));
                 let connect_us = result.as_ref().map(|x| x.connect_us).unwrap_or(0);
                 result = match pooled {

@@ -268,6 +268,9 @@ pub(crate) struct CompiledRequest {
     pub origin: usize,
     pub method: String,
     pub head_only: bool,
+    /// The plan's own `Host` header (hey's `-host`), sent instead of the URL's
+    /// authority; the connection still goes to the URL's host.
+    host: Option<String>,
     path: Template,
     /// Header lines (`Name: value\r\n`), templated, Host and Content-Length excluded.
     headers: Template,
@@ -287,7 +290,13 @@ impl CompiledRequest {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         self.path.expand(out, x);
-        self.finish(&origin.authority, true, out, x);
+        self.finish(self.host_for(&origin.authority), true, out, x);
+    }
+
+    /// The Host header for a request to `authority`: the plan's own, if it
+    /// gave one (kept across same-origin redirects, as Go's client does).
+    pub fn host_for<'a>(&'a self, authority: &'a str) -> &'a str {
+        self.host.as_deref().unwrap_or(authority)
     }
 
     /// The request line's tail, headers and body, shared by `encode` and redirects.
@@ -375,8 +384,19 @@ fn compile_one(
     let path = Template::parse(&url.path).map_err(template_err)?;
     let has = |name: &str| r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut header_text = String::new();
+    let mut host = None;
     for (name, value) in &r.headers {
-        if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            let v = value.trim();
+            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(LoadError::Plan(format!(
+                    "bad Host header {value:?}: expected a host name, optionally with :port"
+                )));
+            }
+            host = Some(v.to_string());
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
             continue;
         }
         if name.is_empty() || name.contains([':', '\r', '\n', ' ']) || value.contains(['\r', '\n'])
@@ -413,6 +433,7 @@ fn compile_one(
         origin,
         method,
         head_only,
+        host,
         path,
         headers,
         body,
