@@ -35,18 +35,31 @@ fn server() -> Server {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
+                    // Not HTTP (a TLS ClientHello starts with 0x16): answer 400 and
+                    // close, as nginx and hyper do.
+                    if buf.first().is_some_and(|b: &u8| !b.is_ascii_alphabetic()) {
+                        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+                        return;
+                    }
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end + 4);
-                        r.fetch_add(1, Ordering::SeqCst);
                         h.lock().unwrap().push(head.to_ascii_lowercase());
                         let close = head.to_ascii_lowercase().contains("connection: close");
+                        let n = r.fetch_add(1, Ordering::SeqCst);
                         let status = if head.starts_with("GET /fail") {
                             "503 Service Unavailable"
                         } else {
                             "200 OK"
                         };
-                        let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                        // /cache: X-Cache HIT and MISS by turns (even and odd requests).
+                        let cache = match (head.starts_with("GET /cache"), n % 2) {
+                            (false, _) => "",
+                            (true, 0) => "X-Cache: HIT\r\n",
+                            (true, _) => "X-Cache: MISS\r\n",
+                        };
+                        let resp =
+                            format!("HTTP/1.1 {status}\r\n{cache}Content-Length: 2\r\n\r\nok");
                         if s.write_all(resp.as_bytes()).is_err() || close {
                             return;
                         }
@@ -321,4 +334,88 @@ fn an_unknown_one_dash_flag_is_named_not_read_as_help() {
             "{bad}: {stderr}"
         );
     }
+}
+
+#[test]
+fn track_header_counts_are_in_the_text_summary() {
+    let s = server();
+    let url = format!("http://{}/cache", s.addr);
+    let out = slolab(&["-n", "10", "-c", "2", "--track-header", "X-Cache", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("\nResponses by X-Cache:\n  [HIT]\t5 responses\n  [MISS]\t5 responses\n"),
+        "{stdout}"
+    );
+    // A header some responses lack: those are counted too.
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&["-n", "4", "-c", "1", "--track-header", "X-Cache", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Responses by X-Cache:\n  (no X-Cache)\t4 responses"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_dead_target_and_https_to_plain_http_say_why() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let out = slolab(&["-n", "6", "-c", "2", &format!("http://{dead}/")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Availability:"))
+        .unwrap();
+    assert!(line.contains("0.0000%"), "{line}");
+    assert!(
+        line.ends_with("connection refused: is the server up?"),
+        "{line}"
+    );
+
+    let s = server();
+    let out = slolab(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "-t",
+        "5",
+        "--json",
+        &format!("https://{}/", s.addr),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcomes"]["tls_handshake"], 4, "{v}");
+    assert!(
+        v["diagnosis"]
+            .as_str()
+            .unwrap()
+            .contains("TLS handshake failed"),
+        "{v}"
+    );
+    let out = slolab(&["-n", "4", "-c", "2", &format!("https://{}/", s.addr)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("TLS handshake failed (tls_handshake)"),
+        "{stdout}"
+    );
+    // A working target gets no hint.
+    let out = slolab(&["-n", "4", "-c", "2", &format!("http://{}/", s.addr)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Availability:"))
+        .unwrap();
+    assert!(line.ends_with("transport failures and timeouts)"), "{line}");
 }

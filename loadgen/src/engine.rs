@@ -883,7 +883,6 @@ pub(crate) async fn run(
         }
         let scheduled = cap(s.scheduled_by(stop_s));
         let sent = lag.len();
-        let missed = scheduled.saturating_sub(sent);
         PacerStats {
             scheduled,
             sent,
@@ -891,7 +890,7 @@ pub(crate) async fn run(
             late_threshold_us: LATE_THRESHOLD.as_micros() as u64,
             max_lag_us: lag.max(),
             p99_lag_us: lag.value_at_quantile(0.99),
-            fell_behind: missed > (scheduled / 1000).max(1) || total.late_sends * 100 > sent,
+            fell_behind: PacerStats::fell_behind_rule(scheduled, sent, total.late_sends),
         }
     });
 

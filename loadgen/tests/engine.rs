@@ -343,6 +343,13 @@ async fn open_model_shows_a_stall_the_closed_model_hides() {
     assert!(pacer.late_sends > 0);
     assert!(pacer.max_lag_us >= 400_000);
     assert!(pacer.fell_behind);
+    // The summary says so in the words `slolab report` uses (one rule, one sentence).
+    let behind = pacer
+        .behind()
+        .expect("the one rule agrees with fell_behind");
+    let text = loadgen::summary::hey_text(&open);
+    assert!(text.contains(&format!("WARNING: {behind}.")), "{text}");
+    assert!(text.contains("include the wait"), "{text}");
     // Service time (from the actual send) does not include the queueing.
     let service_p75 = open.totals.service_time.percentile("p75").unwrap();
     assert!(service_p75 < open.totals.latency.percentile("p75").unwrap());

@@ -243,24 +243,30 @@ async fn redirects_into_https_and_within_it_are_followed() {
 }
 
 #[tokio::test]
-async fn https_to_a_plain_http_server_is_a_protocol_error() {
+async fn https_to_a_plain_http_server_is_a_failed_tls_handshake() {
     let s = hyper_server().await;
     let url = format!("https://{}/", s.addr);
     let r = loadgen::run(closed_plan(&url, 12, 3), never(), None)
         .await
         .unwrap();
     assert_eq!(r.totals.requests, 12);
-    assert_eq!(outcome(&r, "protocol_error"), 12);
+    assert_eq!(outcome(&r, "tls_handshake"), 12);
+    assert_eq!(
+        loadgen::summary::diagnosis(&r),
+        loadgen::Outcome::TlsHandshake.hint()
+    );
+    let text = loadgen::summary::hey_text(&r);
+    assert!(text.contains("the TLS handshake failed"), "{text}");
     assert_eq!(s.counters.requests.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
-async fn a_fatal_tls_alert_is_a_protocol_error() {
+async fn a_fatal_tls_alert_is_a_failed_tls_handshake() {
     let s = server(Mode::OnlyH2).await;
     let r = loadgen::run(closed_plan(&s.url("https", "/"), 8, 2), never(), None)
         .await
         .unwrap();
-    assert_eq!(outcome(&r, "protocol_error"), 8);
+    assert_eq!(outcome(&r, "tls_handshake"), 8);
     assert_eq!(s.seen.handshakes.load(Ordering::SeqCst), 0);
 }
 
