@@ -98,6 +98,13 @@ pub struct LoadArgs {
     /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body.
     #[arg(long = "seed", default_value_t = 1)]
     pub seed: u64,
+    /// HTTP proxy address as host:port: http:// requests go to it in absolute form.
+    #[arg(short = 'x')]
+    pub proxy: Option<String>,
+    /// HTTP/2: by ALPN over https://, prior knowledge (h2c) over http:// (hey: -h2).
+    /// Runs on hyper's client over epoll; redirects are not followed.
+    #[arg(long = "h2")]
+    pub http2: bool,
     /// Count responses by the value of this header (e.g. X-Served-By).
     #[arg(long = "track-header")]
     pub track_header: Option<String>,
@@ -391,6 +398,10 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
         track_header: args.track_header.clone(),
         bad: BadPolicy::default(),
         io: args.io,
+        transport: loadgen::Transport {
+            proxy: args.proxy.clone(),
+            http2: args.http2,
+        },
     };
     loadgen::validate(&plan)?;
     Ok(plan)
@@ -545,7 +556,7 @@ mod tests {
         );
         ok(&["--stage", "-cpus", "u"], &["--stage", "-cpus", "u"]);
         ok(&["--", "-host"], &["--", "-host"]);
-        for bad in ["-hots", "-cpu", "-mPOST", "-disable-keepalives", "-x2"] {
+        for bad in ["-hots", "-cpu", "-mPOST", "-disable-keepalives", "-xproxy"] {
             let err = spell(&["slolab", "load", bad, "u"]).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }

@@ -54,6 +54,8 @@ struct Shared {
     notify: Notify,
     schedule: Option<Schedule>,
     rows: Option<mpsc::Sender<RequestRow>>,
+    /// The HTTP proxy's addresses (`-x`): every `http://` connection goes there.
+    proxy: Option<Vec<SocketAddr>>,
 }
 
 impl Shared {
@@ -350,10 +352,17 @@ impl<B: Backend> Worker<B> {
                         break;
                     }
                 };
-                if let Some(next) = next {
+                if let Some(mut next) = next {
+                    if let (Some(proxy), None) = (&shared.proxy, &next.tls) {
+                        next.addrs = proxy.clone();
+                    }
                     at = std::borrow::Cow::Owned(next);
                 }
                 path = next_path;
+                let line = match (&shared.proxy, &at.tls) {
+                    (Some(_), None) => format!("http://{}{path}", at.authority),
+                    _ => path.clone(),
+                };
                 let mut x = Expansion {
                     sequence: &shared.sequence,
                     rng: &mut self.rng,
@@ -364,7 +373,7 @@ impl<B: Backend> Worker<B> {
                 } else {
                     &at.authority
                 };
-                req.encode_redirect(method, keep, host, &path, &mut scratch, &mut x);
+                req.encode_redirect(method, keep, host, &line, &mut scratch, &mut x);
                 let pooled = shared.origins.iter().position(|o| o.same_as(&at));
                 let connect_us = result.as_ref().map(|x| x.connect_us).unwrap_or(0);
                 result = match pooled {
@@ -686,6 +695,15 @@ pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
     if plan.interval.as_micros() == 0 {
         return bad("the interval must be at least 1µs");
     }
+    if plan.transport.http2 {
+        return bad("HTTP/2 (-h2) is not supported yet");
+    }
+    if let Some(p) = &plan.transport.proxy {
+        template::parse_proxy(p)?;
+        if plan.transport.http2 {
+            return bad("HTTP/2 (-h2) through a proxy (-x) is not supported: use one or the other");
+        }
+    }
     match (&plan.model, &plan.stop) {
         (_, Stop::Requests { count: 0 }) => return bad("the request count must be at least 1"),
         (_, Stop::Duration { duration }) if duration.is_zero() => {
@@ -726,6 +744,23 @@ pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
     Ok(())
 }
 
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, LoadError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| LoadError::Resolve {
+            host: host.to_string(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(LoadError::Resolve {
+            host: host.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+    Ok(addrs)
+}
+
 pub(crate) async fn run(
     plan: LoadPlan,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -734,21 +769,19 @@ pub(crate) async fn run(
 ) -> Result<Results, LoadError> {
     validate(&plan)?;
     let (requests, mut origins) = template::compile(&plan)?;
-    for o in &mut origins {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((o.host.as_str(), o.port))
-            .await
-            .map_err(|source| LoadError::Resolve {
-                host: o.host.clone(),
-                source,
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(LoadError::Resolve {
-                host: o.host.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-            });
+    let proxy = match &plan.transport.proxy {
+        Some(p) => {
+            let (host, port) = template::parse_proxy(p)?;
+            Some(resolve(&host, port).await?)
         }
-        o.addrs = addrs;
+        None => None,
+    };
+    for o in &mut origins {
+        o.addrs = match (&proxy, &o.tls) {
+            // The proxy resolves the target's name.
+            (Some(p), None) => p.clone(),
+            _ => resolve(&o.host, o.port).await?,
+        };
     }
     let schedule = match &plan.model {
         Model::Closed { .. } => None,
@@ -792,6 +825,7 @@ pub(crate) async fn run(
         notify: Notify::new(),
         schedule,
         rows,
+        proxy,
         plan,
     });
     let plan = &shared.plan;

@@ -102,6 +102,7 @@ impl ExperimentPlan {
             track_header: Some(TRACK_HEADER.to_string()),
             bad,
             io: Default::default(),
+            transport: Default::default(),
         };
         Self {
             name: loaded.name(),
