@@ -14,7 +14,8 @@ use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Durations are like 10s, 500ms, 1m. Stages: 20s@500 (steady) or 10s@100..1000 (linear ramp).\n\
-Latency in the open model (--rate/--stage) counts from each request's scheduled time."
+Latency in the open model (--rate/--stage) counts from each request's scheduled time.\n\
+hey's one-dash spellings work too: -host, -cpus, -h2, -disable-keepalive, -disable-compression, -disable-redirects."
 )]
 pub struct LoadArgs {
     /// The URL to load (http:// or https://; certificates are not verified, like hey).

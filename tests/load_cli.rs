@@ -122,7 +122,7 @@ fn hey_command_line_prints_heys_sections() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_1() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["not a url"], "invalid URL"),
         (&["http://127.0.0.1:1/a b"], "invalid URL"),
         (&["--no-such-flag", "http://127.0.0.1:1/"], "--no-such-flag"),
@@ -138,6 +138,9 @@ fn bad_input_is_one_line_and_exit_1() {
         (&["--stage", "5x@3", "http://127.0.0.1:1/"], "--stage"),
         (&["--stage", "5s", "http://127.0.0.1:1/"], "--stage"),
         (&["--io", "kqueue", "http://127.0.0.1:1/"], "--io"),
+        (&["-h2", "--io", "uring", "http://127.0.0.1:1/"], "-h2"),
+        (&["-x", "proxy.test", "http://127.0.0.1:1/"], "-x"),
+        (&["-x", "127.0.0.1:1", "https://127.0.0.1:1/"], "CONNECT"),
     ];
     for (args, needle) in cases {
         let out = slolab(args);

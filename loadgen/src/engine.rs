@@ -126,6 +126,8 @@ struct Worker<B: Backend> {
     shared: Arc<Shared>,
     pacer: Pacer,
     conns: Vec<Option<Conn<B::Socket>>>,
+    /// HTTP/2 connections (`-h2`), one per origin like `conns`.
+    h2: Vec<Option<crate::h2::Conn>>,
     rng: ChaCha8Rng,
     scratch: Vec<u8>,
     recorder: Recorder,
@@ -237,6 +239,7 @@ impl<B: Backend> Worker<B> {
                 Err(_) => {
                     // The connection is mid-exchange; it cannot be reused.
                     self.conns[origin] = None;
+                    self.h2[origin] = None;
                     let o = match phase {
                         Phase::Connecting => Outcome::ConnectTimeout,
                         Phase::Exchanging => Outcome::RequestTimeout,
@@ -300,6 +303,9 @@ impl<B: Backend> Worker<B> {
         phase: &mut Phase,
     ) -> Result<Exchanged, Failure> {
         let req = &shared.requests[which];
+        if shared.plan.transport.http2 {
+            return self.attempt_h2(shared, which, phase).await;
+        }
         let wanted = Wanted {
             location: shared.plan.follow_redirects,
             tracked: shared.plan.track_header.as_deref(),
@@ -412,6 +418,73 @@ impl<B: Backend> Worker<B> {
         }
         self.scratch = scratch;
         result
+    }
+}
+
+impl<B: Backend> Worker<B> {
+    /// One HTTP/2 request on this worker's connection to its origin (opened
+    /// when there is none; reopened once when a reused one turns out closed).
+    /// Redirects are not followed: their responses count as 3xx.
+    async fn attempt_h2(
+        &mut self,
+        shared: &Shared,
+        which: usize,
+        phase: &mut Phase,
+    ) -> Result<Exchanged, Failure> {
+        let req = &shared.requests[which];
+        let origin = &shared.origins[req.origin];
+        let wanted = Wanted {
+            location: false,
+            tracked: shared.plan.track_header.as_deref(),
+        };
+        let request = match &req.encoded {
+            Some(b) => crate::h2::request(b, origin.tls.is_some(), &origin.authority)?,
+            None => {
+                let mut x = Expansion {
+                    sequence: &shared.sequence,
+                    rng: &mut self.rng,
+                    seq: None,
+                };
+                req.encode(origin, &mut self.scratch, &mut x);
+                crate::h2::request(&self.scratch, origin.tls.is_some(), &origin.authority)?
+            }
+        };
+        let slot = &mut self.h2[req.origin];
+        let mut connect_us = 0;
+        for retry in 0..2 {
+            let reused = slot.is_some();
+            if !reused {
+                *phase = Phase::Connecting;
+                let t = Instant::now();
+                let tls = origin.tls.as_ref().map(|name| (&shared.tls, name));
+                *slot = Some(crate::h2::Conn::open(&origin.addrs, tls).await?);
+                connect_us += t.elapsed().as_micros() as u64;
+            }
+            *phase = Phase::Exchanging;
+            let conn = slot.as_mut().expect("connected above");
+            match conn.exchange(request.clone(), wanted).await {
+                Ok((meta, marks)) => {
+                    if !shared.plan.keepalive {
+                        *slot = None;
+                    }
+                    return Ok(Exchanged {
+                        meta,
+                        connect_us,
+                        marks,
+                    });
+                }
+                Err(Failure::Closed {
+                    before_response: true,
+                }) if reused && retry == 0 => *slot = None,
+                Err(e) => {
+                    *slot = None;
+                    return Err(e);
+                }
+            }
+        }
+        Err(Failure::Closed {
+            before_response: true,
+        })
     }
 }
 
@@ -534,6 +607,7 @@ fn worker<B: Backend>(
         shared: shared.clone(),
         pacer,
         conns: (0..shared.origins.len()).map(|_| None).collect(),
+        h2: (0..shared.origins.len()).map(|_| None).collect(),
         rng,
         scratch: Vec::new(),
         recorder: Recorder::new(plan.bad.clone(), tx.clone()),
@@ -600,6 +674,8 @@ fn spawn_workers(
             // and kept nginx busier (ci/bench-loadgen.sh); when sends are paced
             // by timers, io_uring's exact timers keep the schedule that tokio's
             // millisecond ticks turn into bursts (ci/bench-openmodel.sh).
+            // hyper's HTTP/2 client needs tokio's reactor.
+            Io::Auto if plan.transport.http2 => false,
             Io::Auto if !paced(&plan.model) => false,
             Io::Auto => match crate::uring::available() {
                 Ok(()) => true,
@@ -695,8 +771,10 @@ pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
     if plan.interval.as_micros() == 0 {
         return bad("the interval must be at least 1µs");
     }
-    if plan.transport.http2 {
-        return bad("HTTP/2 (-h2) is not supported yet");
+    if plan.transport.http2 && plan.io == Io::Uring {
+        return bad(
+            "HTTP/2 (-h2) runs on hyper over tokio's epoll reactor: use --io auto or epoll",
+        );
     }
     if let Some(p) = &plan.transport.proxy {
         template::parse_proxy(p)?;
@@ -801,8 +879,8 @@ pub(crate) async fn run(
         Stop::Duration { duration } => Some(duration),
         _ => None,
     };
-    let tls =
-        tls::client_config().map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
+    let tls = tls::client_config(plan.transport.http2)
+        .map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
     let started_at = chrono::Utc::now();
     // Once for every worker (each draws from it with its own seeded stream).
     let pick = (plan.requests.len() > 1).then(|| {

@@ -63,7 +63,7 @@ impl Failure {
         }
     }
 
-    fn from_io(e: io::Error, before_response: bool) -> Self {
+    pub(crate) fn from_io(e: io::Error, before_response: bool) -> Self {
         use io::ErrorKind::*;
         match e.kind() {
             ConnectionRefused => Failure::Refused,

@@ -4,6 +4,7 @@
 
 mod engine;
 mod epoll;
+mod h2;
 mod http1;
 pub mod outcome;
 pub mod pacer;
