@@ -462,24 +462,9 @@ impl<B: Backend> Worker<B> {
             }
             *phase = Phase::Exchanging;
             let conn = slot.as_mut().expect("connected above");
-            match conn.exchange(request.clone(), wanted).await {
-                Ok((meta, marks)) => {
-                    if !shared.plan.keepalive {
-                        *slot = None;
-                    }
-                    return Ok(Exchanged {
-                        meta,
-                        connect_us,
-                        marks,
-                    });
-                }
-                Err(Failure::Closed {
-                    before_response: true,
-                }) if reused && retry == 0 => *slot = None,
-                Err(e) => {
-                    *slot = None;
-                    return Err(e);
-                }
+            let result = conn.exchange(request.clone(), wanted).await;
+            if let Some(done) = settle(slot, result, reused && retry == 0, shared, connect_us) {
+                return done;
             }
         }
         Err(Failure::Closed {
@@ -538,47 +523,65 @@ async fn send_on<S: Socket>(
     wanted: Wanted<'_>,
     phase: &mut Phase,
 ) -> Result<Exchanged, Failure> {
+    let to = off_pool.unwrap_or(&shared.origins[origin]);
+    let slot = &mut conns[origin];
     let mut connect_us = 0;
     for retry in 0..2 {
-        let reused = conns[origin].is_some();
+        let reused = slot.is_some();
         if !reused {
             *phase = Phase::Connecting;
             let t = Instant::now();
-            let to = off_pool.unwrap_or(&shared.origins[origin]);
             let tls = to.tls.as_ref().map(|name| (&shared.tls, name));
-            let conn = Conn::open(&to.addrs, tls).await?;
+            *slot = Some(Conn::open(&to.addrs, tls).await?);
             connect_us += t.elapsed().as_micros() as u64;
-            conns[origin] = Some(conn);
         }
         *phase = Phase::Exchanging;
-        let conn = conns[origin].as_mut().expect("connected above");
-        match conn.exchange(bytes, head_only, wanted).await {
-            Ok((meta, marks)) => {
-                if meta.close || !shared.plan.keepalive {
-                    conns[origin] = None;
-                }
-                return Ok(Exchanged {
-                    meta,
-                    connect_us,
-                    marks,
-                });
-            }
-            Err(Failure::Closed {
-                before_response: true,
-            }) if reused && retry == 0 => {
-                // A keep-alive connection the server had already closed: what
-                // browsers and Go's client retry too.
-                conns[origin] = None;
-            }
-            Err(e) => {
-                conns[origin] = None;
-                return Err(e);
-            }
+        let conn = slot.as_mut().expect("connected above");
+        let result = conn.exchange(bytes, head_only, wanted).await;
+        if let Some(done) = settle(slot, result, reused && retry == 0, shared, connect_us) {
+            return done;
         }
     }
     Err(Failure::Closed {
         before_response: true,
     })
+}
+
+/// What an exchange's result means for its connection (dropped unless it may
+/// serve another request): `Some` to return, `None` to retry once on a fresh
+/// connection — a reused one the server had already closed, found before any
+/// response byte, which browsers and Go's client retry too. The retry loops
+/// themselves stay one per connection kind: a generic async one over both
+/// kinds trips rustc's `Send` inference for the spawned workers (rust#100013).
+fn settle<C>(
+    slot: &mut Option<C>,
+    result: Result<(ResponseMeta, Marks), Failure>,
+    may_retry: bool,
+    shared: &Shared,
+    connect_us: u64,
+) -> Option<Result<Exchanged, Failure>> {
+    match result {
+        Ok((meta, marks)) => {
+            if meta.close || !shared.plan.keepalive {
+                *slot = None;
+            }
+            Some(Ok(Exchanged {
+                meta,
+                connect_us,
+                marks,
+            }))
+        }
+        Err(Failure::Closed {
+            before_response: true,
+        }) if may_retry => {
+            *slot = None;
+            None
+        }
+        Err(e) => {
+            *slot = None;
+            Some(Err(e))
+        }
+    }
 }
 
 /// A worker for connection `id`: its own seeded random stream, pacer, connection
