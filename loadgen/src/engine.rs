@@ -454,11 +454,9 @@ impl<B: Backend> Worker<B> {
         for retry in 0..2 {
             let reused = slot.is_some();
             if !reused {
-                *phase = Phase::Connecting;
-                let t = Instant::now();
                 let tls = origin.tls.as_ref().map(|name| (&shared.tls, name));
-                *slot = Some(crate::h2::Conn::open(&origin.addrs, tls).await?);
-                connect_us += t.elapsed().as_micros() as u64;
+                let open = crate::h2::Conn::open(&origin.addrs, tls);
+                connect_us += open_into(slot, phase, open).await?;
             }
             *phase = Phase::Exchanging;
             let conn = slot.as_mut().expect("connected above");
@@ -529,11 +527,8 @@ async fn send_on<S: Socket>(
     for retry in 0..2 {
         let reused = slot.is_some();
         if !reused {
-            *phase = Phase::Connecting;
-            let t = Instant::now();
             let tls = to.tls.as_ref().map(|name| (&shared.tls, name));
-            *slot = Some(Conn::open(&to.addrs, tls).await?);
-            connect_us += t.elapsed().as_micros() as u64;
+            connect_us += open_into(slot, phase, Conn::open(&to.addrs, tls)).await?;
         }
         *phase = Phase::Exchanging;
         let conn = slot.as_mut().expect("connected above");
@@ -545,6 +540,19 @@ async fn send_on<S: Socket>(
     Err(Failure::Closed {
         before_response: true,
     })
+}
+
+/// Runs `open` as the connect phase and puts the connection in `slot`;
+/// returns how long connecting took (µs).
+async fn open_into<C>(
+    slot: &mut Option<C>,
+    phase: &mut Phase,
+    open: impl std::future::Future<Output = Result<C, Failure>>,
+) -> Result<u64, Failure> {
+    *phase = Phase::Connecting;
+    let t = Instant::now();
+    *slot = Some(open.await?);
+    Ok(t.elapsed().as_micros() as u64)
 }
 
 /// What an exchange's result means for its connection (dropped unless it may
