@@ -14,7 +14,8 @@ use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Durations are like 10s, 500ms, 1m. Stages: 20s@500 (steady) or 10s@100..1000 (linear ramp).\n\
-Latency in the open model (--rate/--stage) counts from each request's scheduled time."
+Latency in the open model (--rate/--stage) counts from each request's scheduled time.\n\
+hey's one-dash spellings work too: -host, -cpus, -h2, -disable-keepalive, -disable-compression, -disable-redirects."
 )]
 pub struct LoadArgs {
     /// The URL to load (http:// or https://; certificates are not verified, like hey).
@@ -37,6 +38,12 @@ pub struct LoadArgs {
     /// Custom HTTP header, repeatable: -H "Accept: text/html" -H "Content-Type: application/xml".
     #[arg(short = 'H')]
     pub headers: Vec<String>,
+    /// HTTP Accept header (wins over an Accept given with -H, as in hey).
+    #[arg(short = 'A')]
+    pub accept: Option<String>,
+    /// HTTP Host header (hey's -host); the connection still goes to the URL's host.
+    #[arg(long = "host")]
+    pub host: Option<String>,
     /// HTTP request body.
     #[arg(short = 'd')]
     pub body: Option<String>,
@@ -82,8 +89,8 @@ pub struct LoadArgs {
     /// Timeline bucket width.
     #[arg(long = "interval", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Generator threads (0: one per core).
-    #[arg(long = "threads", default_value_t = 0)]
+    /// Generator threads (0: one per core); hey's -cpus is the same setting.
+    #[arg(long = "threads", visible_alias = "cpus", default_value_t = 0)]
     pub threads: usize,
     /// I/O backend: auto (io_uring for paced sends, --rate/--stage/-q, where the kernel
     /// allows it; else epoll), epoll or uring.
@@ -92,32 +99,129 @@ pub struct LoadArgs {
     /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body.
     #[arg(long = "seed", default_value_t = 1)]
     pub seed: u64,
+    /// HTTP proxy address as host:port: http:// requests go to it in absolute form.
+    #[arg(short = 'x')]
+    pub proxy: Option<String>,
+    /// HTTP/2: by ALPN over https://, prior knowledge (h2c) over http:// (hey: -h2).
+    /// Runs on hyper's client over epoll; redirects are not followed.
+    #[arg(long = "h2")]
+    pub http2: bool,
     /// Count responses by the value of this header (e.g. X-Served-By).
     #[arg(long = "track-header")]
     pub track_header: Option<String>,
 }
 
-/// hey spells its long flags with one dash (`-disable-keepalive`); clap wants two.
-/// Rewrites those, only after the `load` subcommand, before clap sees them.
-pub fn hey_spellings(args: Vec<OsString>) -> Vec<OsString> {
-    const LONG: [&str; 3] = [
-        "-disable-keepalive",
-        "-disable-compression",
-        "-disable-redirects",
-    ];
-    let mut in_load = false;
-    args.into_iter()
-        .map(|a| {
-            if !in_load {
-                in_load = a == "load";
-                return a;
-            }
-            match a.to_str() {
-                Some(s) if LONG.contains(&s) => OsString::from(format!("-{s}")),
-                _ => a,
-            }
+/// hey's multi-letter flags, spelled with one dash as hey (Go's `flag`) spells
+/// them, and the spelling clap knows them by.
+const HEY_LONG: [(&str, &str); 6] = [
+    ("-disable-keepalive", "--disable-keepalive"),
+    ("-disable-compression", "--disable-compression"),
+    ("-disable-redirects", "--disable-redirects"),
+    ("-host", "--host"),
+    ("-cpus", "--cpus"),
+    ("-h2", "--h2"),
+];
+
+/// hey spells its long flags with one dash (`-disable-keepalive`, `-host`,
+/// `-cpus 2`); clap wants two, and would read `-host` as `-h` (help) and
+/// `-cpus` as `-c pus`. Rewrites those exactly, only after the `load`
+/// subcommand and never in a flag's value; any other one-dash word that is
+/// not a short flag with its value attached (`-n5`) is refused by name.
+pub fn hey_spellings(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    use clap::Args as _;
+    let cmd = LoadArgs::augment_args(clap::Command::new("load"));
+    let takes_value = |a: &clap::Arg| a.get_action().takes_values();
+    let short_with_value: Vec<char> = cmd
+        .get_arguments()
+        .filter(|a| takes_value(a))
+        .filter_map(|a| a.get_short())
+        .collect();
+    // `-h` and the global `-v` (count) take no value and may be bunched (`-vv`).
+    let mut short_bare: Vec<char> = cmd
+        .get_arguments()
+        .filter(|a| !takes_value(a))
+        .filter_map(|a| a.get_short())
+        .collect();
+    short_bare.extend(['h', 'v']);
+    let long_with_value: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| takes_value(a))
+        .flat_map(|a| {
+            let mut names: Vec<String> =
+                a.get_long().into_iter().map(|l| format!("--{l}")).collect();
+            names.extend(
+                a.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("--{l}")),
+            );
+            names
         })
-        .collect()
+        .collect();
+
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.into_iter();
+    for a in args.by_ref() {
+        let is_load = a == "load";
+        out.push(a);
+        if is_load {
+            break;
+        }
+    }
+    let mut value_next = false;
+    for a in args.by_ref() {
+        let Some(s) = a.to_str() else {
+            value_next = false;
+            out.push(a);
+            continue;
+        };
+        if std::mem::take(&mut value_next) || !s.starts_with('-') || s == "-" {
+            out.push(a);
+            continue;
+        }
+        if s == "--" {
+            out.push(a);
+            break;
+        }
+        if s.starts_with("--") {
+            value_next = !s.contains('=') && long_with_value.iter().any(|l| l == s);
+            out.push(a);
+            continue;
+        }
+        let (name, inline) = match s.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (s, None),
+        };
+        if let Some((_, long)) = HEY_LONG.iter().find(|(hey, _)| *hey == name) {
+            value_next = inline.is_none() && long_with_value.iter().any(|l| l == long);
+            out.push(OsString::from(match inline {
+                Some(v) => format!("{long}={v}"),
+                None => long.to_string(),
+            }));
+            continue;
+        }
+        let mut chars = s[1..].chars();
+        let first = chars.next().unwrap_or('-');
+        let rest = chars.as_str();
+        if short_with_value.contains(&first) {
+            // `-n` then its value, or the value attached: `-n5`, `-z10s`, `-t0.5`.
+            value_next = rest.is_empty();
+            if rest.is_empty() || !rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                out.push(a);
+                continue;
+            }
+        } else if s[1..].chars().all(|c| short_bare.contains(&c)) {
+            out.push(a);
+            continue;
+        }
+        return Err(format!(
+            "unknown flag {name:?} after `load` (hey's long flags are -host, -cpus, -h2, \
+             -disable-keepalive, -disable-compression, -disable-redirects; a short flag's value \
+             goes after a space, e.g. -m POST)"
+        ));
+    }
+    out.extend(args);
+    Ok(out)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -216,6 +320,17 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         headers.push((name.to_string(), value.trim().to_string()));
     }
+    if let Some(accept) = &args.accept {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("accept"));
+        headers.push(("Accept".into(), accept.clone()));
+    }
+    if let Some(host) = &args.host {
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+            bail!("-host {host:?}: expected a host name, optionally with :port");
+        }
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
+        headers.push(("Host".into(), host.clone()));
+    }
     if let Some(ua) = &args.user_agent {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case("user-agent"));
         headers.push(("User-Agent".into(), ua.clone()));
@@ -284,6 +399,10 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
         track_header: args.track_header.clone(),
         bad: BadPolicy::default(),
         io: args.io,
+        transport: loadgen::Transport {
+            proxy: args.proxy.clone(),
+            http2: args.http2,
+        },
     };
     loadgen::validate(&plan)?;
     Ok(plan)
@@ -388,21 +507,59 @@ mod tests {
         }
     }
 
+    fn spell(args: &[&str]) -> Result<Vec<String>, String> {
+        let args = args.iter().map(OsString::from).collect();
+        hey_spellings(args).map(|v| v.into_iter().map(|a| a.into_string().unwrap()).collect())
+    }
+
     #[test]
     fn hey_single_dash_flags_are_rewritten_after_load_only() {
-        let args: Vec<OsString> = [
+        let out = spell(&[
             "slolab",
             "load",
             "-disable-keepalive",
             "-n",
             "5",
             "http://x/",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        let out = hey_spellings(args);
-        assert_eq!(out[2], "--disable-keepalive");
-        assert_eq!(out[3], "-n");
+        ]);
+        assert_eq!(out.unwrap()[2..4], ["--disable-keepalive", "-n"]);
+        // Before `load` (a global flag) nothing is touched.
+        let out = spell(&["slolab", "-host", "load", "http://x/"]).unwrap();
+        assert_eq!(out[1], "-host");
+    }
+
+    #[test]
+    fn hey_spellings_are_exact() {
+        let ok = |args: &[&str], want: &[&str]| {
+            let mut full = vec!["slolab", "load"];
+            full.extend_from_slice(args);
+            let out = spell(&full).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(out[2..], *want, "{args:?}");
+        };
+        // Not `-c pus` nor `-h` (help): the whole word is the flag.
+        ok(&["-cpus", "2", "u"], &["--cpus", "2", "u"]);
+        ok(&["-host", "a.test", "u"], &["--host", "a.test", "u"]);
+        ok(&["-host=a.test", "u"], &["--host=a.test", "u"]);
+        ok(&["-h2", "u"], &["--h2", "u"]);
+        // Short flags, with their value after a space or attached.
+        ok(
+            &["-n5", "-c", "2", "-z10s", "u"],
+            &["-n5", "-c", "2", "-z10s", "u"],
+        );
+        ok(
+            &["-A", "text/html", "-vv", "u"],
+            &["-A", "text/html", "-vv", "u"],
+        );
+        // A value is never rewritten, even when it looks like a hey flag.
+        ok(
+            &["-d", "-host", "-H", "-cpus: 1", "u"],
+            &["-d", "-host", "-H", "-cpus: 1", "u"],
+        );
+        ok(&["--stage", "-cpus", "u"], &["--stage", "-cpus", "u"]);
+        ok(&["--", "-host"], &["--", "-host"]);
+        for bad in ["-hots", "-cpu", "-mPOST", "-disable-keepalives", "-xproxy"] {
+            let err = spell(&["slolab", "load", bad, "u"]).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
     }
 }

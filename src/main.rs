@@ -20,7 +20,13 @@ fn main() -> ExitCode {
     // Usage errors exit 1 like every other bad input (clap's default is 2), as
     // clap's message without its usage trailer (a message may span lines, e.g.
     // the list of missing arguments); --help and --version print and exit 0.
-    let args = load::hey_spellings(std::env::args_os().collect());
+    let args = match load::hey_spellings(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {

@@ -68,6 +68,7 @@ fn plan(addr: SocketAddr) -> LoadPlan {
         track_header: None,
         bad: BadPolicy::default(),
         io: Default::default(),
+        transport: Default::default(),
     }
 }
 

@@ -6,13 +6,15 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 struct Server {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    /// Every request head received, lower-cased.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 /// A keep-alive HTTP/1.1 server on its own threads: answers every request with
@@ -22,27 +24,42 @@ fn server() -> Server {
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(AtomicU64::new(0));
-    let (r, c) = (requests.clone(), connections.clone());
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let (r, c, h) = (requests.clone(), connections.clone(), heads.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { return };
             c.fetch_add(1, Ordering::SeqCst);
-            let r = r.clone();
+            let (r, h) = (r.clone(), h.clone());
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
+                    // Not HTTP (a TLS ClientHello starts with 0x16): answer 400 and
+                    // close, as nginx and hyper do.
+                    if buf.first().is_some_and(|b: &u8| !b.is_ascii_alphabetic()) {
+                        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+                        return;
+                    }
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end + 4);
-                        r.fetch_add(1, Ordering::SeqCst);
+                        h.lock().unwrap().push(head.to_ascii_lowercase());
                         let close = head.to_ascii_lowercase().contains("connection: close");
+                        let n = r.fetch_add(1, Ordering::SeqCst);
                         let status = if head.starts_with("GET /fail") {
                             "503 Service Unavailable"
                         } else {
                             "200 OK"
                         };
-                        let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
+                        // /cache: X-Cache HIT and MISS by turns (even and odd requests).
+                        let cache = match (head.starts_with("GET /cache"), n % 2) {
+                            (false, _) => "",
+                            (true, 0) => "X-Cache: HIT\r\n",
+                            (true, _) => "X-Cache: MISS\r\n",
+                        };
+                        let resp =
+                            format!("HTTP/1.1 {status}\r\n{cache}Content-Length: 2\r\n\r\nok");
                         if s.write_all(resp.as_bytes()).is_err() || close {
                             return;
                         }
@@ -59,6 +76,7 @@ fn server() -> Server {
         addr,
         requests,
         connections,
+        heads,
     }
 }
 
@@ -104,7 +122,7 @@ fn hey_command_line_prints_heys_sections() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_1() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["not a url"], "invalid URL"),
         (&["http://127.0.0.1:1/a b"], "invalid URL"),
         (&["--no-such-flag", "http://127.0.0.1:1/"], "--no-such-flag"),
@@ -120,6 +138,9 @@ fn bad_input_is_one_line_and_exit_1() {
         (&["--stage", "5x@3", "http://127.0.0.1:1/"], "--stage"),
         (&["--stage", "5s", "http://127.0.0.1:1/"], "--stage"),
         (&["--io", "kqueue", "http://127.0.0.1:1/"], "--io"),
+        (&["-h2", "--io", "uring", "http://127.0.0.1:1/"], "-h2"),
+        (&["-x", "proxy.test", "http://127.0.0.1:1/"], "-x"),
+        (&["-x", "127.0.0.1:1", "https://127.0.0.1:1/"], "CONNECT"),
     ];
     for (args, needle) in cases {
         let out = slolab(args);
@@ -251,4 +272,153 @@ fn sigint_prints_a_partial_summary_and_still_saves() {
     let n = saved["totals"]["requests"].as_u64().unwrap();
     assert!(n >= 50);
     assert!(saved["run"]["duration_s"].as_f64().unwrap() < 60.0);
+}
+
+#[test]
+fn heys_accept_host_and_cpus_flags_reach_the_wire_and_the_plan() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("r.json");
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&[
+        "-n",
+        "6",
+        "-c",
+        "2",
+        "-cpus",
+        "1",
+        "-host",
+        "api.example.test",
+        "-A",
+        "application/json",
+        "-H",
+        "Accept: text/plain",
+        "--save",
+        save.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heads = s.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 6);
+    for head in &heads {
+        let lines: Vec<&str> = head.lines().collect();
+        assert!(lines.contains(&"host: api.example.test"), "{head}");
+        // -A wins over -H "Accept: …", and there is exactly one Accept.
+        assert!(lines.contains(&"accept: application/json"), "{head}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("accept:")).count(),
+            1,
+            "{head}"
+        );
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).unwrap()).unwrap();
+    assert_eq!(saved["plan"]["threads"], 1);
+}
+
+#[test]
+fn an_unknown_one_dash_flag_is_named_not_read_as_help() {
+    for bad in ["-hots", "-cpu", "-disable-keepalives"] {
+        let out = slolab(&[bad, "http://127.0.0.1:1/"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{bad} printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("unknown flag \"{bad}\"")),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn track_header_counts_are_in_the_text_summary() {
+    let s = server();
+    let url = format!("http://{}/cache", s.addr);
+    let out = slolab(&["-n", "10", "-c", "2", "--track-header", "X-Cache", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("\nResponses by X-Cache:\n  [HIT]\t5 responses\n  [MISS]\t5 responses\n"),
+        "{stdout}"
+    );
+    // A header some responses lack: those are counted too.
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&["-n", "4", "-c", "1", "--track-header", "X-Cache", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Responses by X-Cache:\n  (no X-Cache)\t4 responses"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_dead_target_and_https_to_plain_http_say_why() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let out = slolab(&["-n", "6", "-c", "2", &format!("http://{dead}/")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Availability:"))
+        .unwrap();
+    assert!(line.contains("0.0000%"), "{line}");
+    assert!(
+        line.ends_with("connection refused: is the server up?"),
+        "{line}"
+    );
+
+    let s = server();
+    let out = slolab(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "-t",
+        "5",
+        "--json",
+        &format!("https://{}/", s.addr),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcomes"]["tls_handshake"], 4, "{v}");
+    assert!(
+        v["diagnosis"]
+            .as_str()
+            .unwrap()
+            .contains("TLS handshake failed"),
+        "{v}"
+    );
+    let out = slolab(&["-n", "4", "-c", "2", &format!("https://{}/", s.addr)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("TLS handshake failed (tls_handshake)"),
+        "{stdout}"
+    );
+    // A working target gets no hint.
+    let out = slolab(&["-n", "4", "-c", "2", &format!("http://{}/", s.addr)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Availability:"))
+        .unwrap();
+    assert!(line.ends_with("transport failures and timeouts)"), "{line}");
 }

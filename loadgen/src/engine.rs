@@ -54,6 +54,8 @@ struct Shared {
     notify: Notify,
     schedule: Option<Schedule>,
     rows: Option<mpsc::Sender<RequestRow>>,
+    /// The HTTP proxy's addresses (`-x`): every `http://` connection goes there.
+    proxy: Option<Vec<SocketAddr>>,
 }
 
 impl Shared {
@@ -124,6 +126,8 @@ struct Worker<B: Backend> {
     shared: Arc<Shared>,
     pacer: Pacer,
     conns: Vec<Option<Conn<B::Socket>>>,
+    /// HTTP/2 connections (`-h2`), one per origin like `conns`.
+    h2: Vec<Option<crate::h2::Conn>>,
     rng: ChaCha8Rng,
     scratch: Vec<u8>,
     recorder: Recorder,
@@ -235,6 +239,7 @@ impl<B: Backend> Worker<B> {
                 Err(_) => {
                     // The connection is mid-exchange; it cannot be reused.
                     self.conns[origin] = None;
+                    self.h2[origin] = None;
                     let o = match phase {
                         Phase::Connecting => Outcome::ConnectTimeout,
                         Phase::Exchanging => Outcome::RequestTimeout,
@@ -298,6 +303,9 @@ impl<B: Backend> Worker<B> {
         phase: &mut Phase,
     ) -> Result<Exchanged, Failure> {
         let req = &shared.requests[which];
+        if shared.plan.transport.http2 {
+            return self.attempt_h2(shared, which, phase).await;
+        }
         let wanted = Wanted {
             location: shared.plan.follow_redirects,
             tracked: shared.plan.track_header.as_deref(),
@@ -350,16 +358,28 @@ impl<B: Backend> Worker<B> {
                         break;
                     }
                 };
-                if let Some(next) = next {
+                if let Some(mut next) = next {
+                    if let (Some(proxy), None) = (&shared.proxy, &next.tls) {
+                        next.addrs = proxy.clone();
+                    }
                     at = std::borrow::Cow::Owned(next);
                 }
                 path = next_path;
+                let line = match (&shared.proxy, &at.tls) {
+                    (Some(_), None) => format!("http://{}{path}", at.authority),
+                    _ => path.clone(),
+                };
                 let mut x = Expansion {
                     sequence: &shared.sequence,
                     rng: &mut self.rng,
                     seq: None,
                 };
-                req.encode_redirect(method, keep, &at.authority, &path, &mut scratch, &mut x);
+                let host = if at.same_as(&shared.origins[req.origin]) {
+                    req.host_for(&at.authority)
+                } else {
+                    &at.authority
+                };
+                req.encode_redirect(method, keep, host, &line, &mut scratch, &mut x);
                 let pooled = shared.origins.iter().position(|o| o.same_as(&at));
                 let connect_us = result.as_ref().map(|x| x.connect_us).unwrap_or(0);
                 result = match pooled {
@@ -398,6 +418,56 @@ impl<B: Backend> Worker<B> {
         }
         self.scratch = scratch;
         result
+    }
+}
+
+impl<B: Backend> Worker<B> {
+    /// One HTTP/2 request on this worker's connection to its origin (opened
+    /// when there is none; reopened once when a reused one turns out closed).
+    /// Redirects are not followed: their responses count as 3xx.
+    async fn attempt_h2(
+        &mut self,
+        shared: &Shared,
+        which: usize,
+        phase: &mut Phase,
+    ) -> Result<Exchanged, Failure> {
+        let req = &shared.requests[which];
+        let origin = &shared.origins[req.origin];
+        let wanted = Wanted {
+            location: false,
+            tracked: shared.plan.track_header.as_deref(),
+        };
+        let request = match &req.encoded {
+            Some(b) => crate::h2::request(b, origin.tls.is_some(), &origin.authority)?,
+            None => {
+                let mut x = Expansion {
+                    sequence: &shared.sequence,
+                    rng: &mut self.rng,
+                    seq: None,
+                };
+                req.encode(origin, &mut self.scratch, &mut x);
+                crate::h2::request(&self.scratch, origin.tls.is_some(), &origin.authority)?
+            }
+        };
+        let slot = &mut self.h2[req.origin];
+        let mut connect_us = 0;
+        for retry in 0..2 {
+            let reused = slot.is_some();
+            if !reused {
+                let tls = origin.tls.as_ref().map(|name| (&shared.tls, name));
+                let open = crate::h2::Conn::open(&origin.addrs, tls);
+                connect_us += open_into(slot, phase, open).await?;
+            }
+            *phase = Phase::Exchanging;
+            let conn = slot.as_mut().expect("connected above");
+            let result = conn.exchange(request.clone(), wanted).await;
+            if let Some(done) = settle(slot, result, reused && retry == 0, shared, connect_us) {
+                return done;
+            }
+        }
+        Err(Failure::Closed {
+            before_response: true,
+        })
     }
 }
 
@@ -451,47 +521,75 @@ async fn send_on<S: Socket>(
     wanted: Wanted<'_>,
     phase: &mut Phase,
 ) -> Result<Exchanged, Failure> {
+    let to = off_pool.unwrap_or(&shared.origins[origin]);
+    let slot = &mut conns[origin];
     let mut connect_us = 0;
     for retry in 0..2 {
-        let reused = conns[origin].is_some();
+        let reused = slot.is_some();
         if !reused {
-            *phase = Phase::Connecting;
-            let t = Instant::now();
-            let to = off_pool.unwrap_or(&shared.origins[origin]);
             let tls = to.tls.as_ref().map(|name| (&shared.tls, name));
-            let conn = Conn::open(&to.addrs, tls).await?;
-            connect_us += t.elapsed().as_micros() as u64;
-            conns[origin] = Some(conn);
+            connect_us += open_into(slot, phase, Conn::open(&to.addrs, tls)).await?;
         }
         *phase = Phase::Exchanging;
-        let conn = conns[origin].as_mut().expect("connected above");
-        match conn.exchange(bytes, head_only, wanted).await {
-            Ok((meta, marks)) => {
-                if meta.close || !shared.plan.keepalive {
-                    conns[origin] = None;
-                }
-                return Ok(Exchanged {
-                    meta,
-                    connect_us,
-                    marks,
-                });
-            }
-            Err(Failure::Closed {
-                before_response: true,
-            }) if reused && retry == 0 => {
-                // A keep-alive connection the server had already closed: what
-                // browsers and Go's client retry too.
-                conns[origin] = None;
-            }
-            Err(e) => {
-                conns[origin] = None;
-                return Err(e);
-            }
+        let conn = slot.as_mut().expect("connected above");
+        let result = conn.exchange(bytes, head_only, wanted).await;
+        if let Some(done) = settle(slot, result, reused && retry == 0, shared, connect_us) {
+            return done;
         }
     }
     Err(Failure::Closed {
         before_response: true,
     })
+}
+
+/// Runs `open` as the connect phase and puts the connection in `slot`;
+/// returns how long connecting took (µs).
+async fn open_into<C>(
+    slot: &mut Option<C>,
+    phase: &mut Phase,
+    open: impl std::future::Future<Output = Result<C, Failure>>,
+) -> Result<u64, Failure> {
+    *phase = Phase::Connecting;
+    let t = Instant::now();
+    *slot = Some(open.await?);
+    Ok(t.elapsed().as_micros() as u64)
+}
+
+/// What an exchange's result means for its connection (dropped unless it may
+/// serve another request): `Some` to return, `None` to retry once on a fresh
+/// connection — a reused one the server had already closed, found before any
+/// response byte, which browsers and Go's client retry too. The retry loops
+/// themselves stay one per connection kind: a generic async one over both
+/// kinds trips rustc's `Send` inference for the spawned workers (rust#100013).
+fn settle<C>(
+    slot: &mut Option<C>,
+    result: Result<(ResponseMeta, Marks), Failure>,
+    may_retry: bool,
+    shared: &Shared,
+    connect_us: u64,
+) -> Option<Result<Exchanged, Failure>> {
+    match result {
+        Ok((meta, marks)) => {
+            if meta.close || !shared.plan.keepalive {
+                *slot = None;
+            }
+            Some(Ok(Exchanged {
+                meta,
+                connect_us,
+                marks,
+            }))
+        }
+        Err(Failure::Closed {
+            before_response: true,
+        }) if may_retry => {
+            *slot = None;
+            None
+        }
+        Err(e) => {
+            *slot = None;
+            Some(Err(e))
+        }
+    }
 }
 
 /// A worker for connection `id`: its own seeded random stream, pacer, connection
@@ -520,6 +618,7 @@ fn worker<B: Backend>(
         shared: shared.clone(),
         pacer,
         conns: (0..shared.origins.len()).map(|_| None).collect(),
+        h2: (0..shared.origins.len()).map(|_| None).collect(),
         rng,
         scratch: Vec::new(),
         recorder: Recorder::new(plan.bad.clone(), tx.clone()),
@@ -586,6 +685,8 @@ fn spawn_workers(
             // and kept nginx busier (ci/bench-loadgen.sh); when sends are paced
             // by timers, io_uring's exact timers keep the schedule that tokio's
             // millisecond ticks turn into bursts (ci/bench-openmodel.sh).
+            // hyper's HTTP/2 client needs tokio's reactor.
+            Io::Auto if plan.transport.http2 => false,
             Io::Auto if !paced(&plan.model) => false,
             Io::Auto => match crate::uring::available() {
                 Ok(()) => true,
@@ -681,6 +782,17 @@ pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
     if plan.interval.as_micros() == 0 {
         return bad("the interval must be at least 1µs");
     }
+    if plan.transport.http2 && plan.io == Io::Uring {
+        return bad(
+            "HTTP/2 (-h2) runs on hyper over tokio's epoll reactor: use --io auto or epoll",
+        );
+    }
+    if let Some(p) = &plan.transport.proxy {
+        template::parse_proxy(p)?;
+        if plan.transport.http2 {
+            return bad("HTTP/2 (-h2) through a proxy (-x) is not supported: use one or the other");
+        }
+    }
     match (&plan.model, &plan.stop) {
         (_, Stop::Requests { count: 0 }) => return bad("the request count must be at least 1"),
         (_, Stop::Duration { duration }) if duration.is_zero() => {
@@ -721,6 +833,23 @@ pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
     Ok(())
 }
 
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, LoadError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| LoadError::Resolve {
+            host: host.to_string(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(LoadError::Resolve {
+            host: host.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+    Ok(addrs)
+}
+
 pub(crate) async fn run(
     plan: LoadPlan,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -729,21 +858,19 @@ pub(crate) async fn run(
 ) -> Result<Results, LoadError> {
     validate(&plan)?;
     let (requests, mut origins) = template::compile(&plan)?;
-    for o in &mut origins {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((o.host.as_str(), o.port))
-            .await
-            .map_err(|source| LoadError::Resolve {
-                host: o.host.clone(),
-                source,
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(LoadError::Resolve {
-                host: o.host.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-            });
+    let proxy = match &plan.transport.proxy {
+        Some(p) => {
+            let (host, port) = template::parse_proxy(p)?;
+            Some(resolve(&host, port).await?)
         }
-        o.addrs = addrs;
+        None => None,
+    };
+    for o in &mut origins {
+        o.addrs = match (&proxy, &o.tls) {
+            // The proxy resolves the target's name.
+            (Some(p), None) => p.clone(),
+            _ => resolve(&o.host, o.port).await?,
+        };
     }
     let schedule = match &plan.model {
         Model::Closed { .. } => None,
@@ -763,8 +890,8 @@ pub(crate) async fn run(
         Stop::Duration { duration } => Some(duration),
         _ => None,
     };
-    let tls =
-        tls::client_config().map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
+    let tls = tls::client_config(plan.transport.http2)
+        .map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
     let started_at = chrono::Utc::now();
     // Once for every worker (each draws from it with its own seeded stream).
     let pick = (plan.requests.len() > 1).then(|| {
@@ -787,6 +914,7 @@ pub(crate) async fn run(
         notify: Notify::new(),
         schedule,
         rows,
+        proxy,
         plan,
     });
     let plan = &shared.plan;
@@ -878,7 +1006,6 @@ pub(crate) async fn run(
         }
         let scheduled = cap(s.scheduled_by(stop_s));
         let sent = lag.len();
-        let missed = scheduled.saturating_sub(sent);
         PacerStats {
             scheduled,
             sent,
@@ -886,7 +1013,7 @@ pub(crate) async fn run(
             late_threshold_us: LATE_THRESHOLD.as_micros() as u64,
             max_lag_us: lag.max(),
             p99_lag_us: lag.value_at_quantile(0.99),
-            fell_behind: missed > (scheduled / 1000).max(1) || total.late_sends * 100 > sent,
+            fell_behind: PacerStats::fell_behind_rule(scheduled, sent, total.late_sends),
         }
     });
 

@@ -27,6 +27,8 @@ const TLS_RX: usize = 32 * 1024;
 #[derive(Debug)]
 pub(crate) enum Failure {
     Refused,
+    /// The TLS handshake failed, in rustls's or the socket's words.
+    Handshake(String),
     /// Reset, broken pipe, or EOF before the response was complete.
     Closed {
         /// True when not a single byte of the response had arrived (a stale
@@ -41,6 +43,7 @@ impl Failure {
     pub fn outcome(&self) -> Outcome {
         match self {
             Failure::Refused => Outcome::ConnectRefused,
+            Failure::Handshake(_) => Outcome::TlsHandshake,
             Failure::Closed { .. } => Outcome::Reset,
             Failure::Protocol(_) => Outcome::ProtocolError,
             Failure::Other(_) => Outcome::Other,
@@ -51,6 +54,7 @@ impl Failure {
     pub fn detail(&self) -> String {
         match self {
             Failure::Refused => "connection refused".into(),
+            Failure::Handshake(m) => format!("TLS handshake failed: {m}"),
             Failure::Closed { before_response } => {
                 format!("connection closed (before any response byte: {before_response})")
             }
@@ -59,7 +63,7 @@ impl Failure {
         }
     }
 
-    fn from_io(e: io::Error, before_response: bool) -> Self {
+    pub(crate) fn from_io(e: io::Error, before_response: bool) -> Self {
         use io::ErrorKind::*;
         match e.kind() {
             ConnectionRefused => Failure::Refused,
@@ -179,7 +183,11 @@ impl<S: Socket> Conn<S> {
             tx: Vec::new(),
         };
         let mut conn = Self::new(sock, Transport::Tls(Box::new(tls)));
-        conn.handshake().await?;
+        // However the handshake fails (an alert, bytes that are not TLS — a
+        // plain HTTP server's 400 —, a close), that is the one named outcome.
+        conn.handshake()
+            .await
+            .map_err(|f| Failure::Handshake(f.detail()))?;
         Ok(conn)
     }
 

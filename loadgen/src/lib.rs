@@ -4,6 +4,7 @@
 
 mod engine;
 mod epoll;
+mod h2;
 mod http1;
 pub mod outcome;
 pub mod pacer;
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use engine::LATE_THRESHOLD;
 pub use outcome::Outcome;
-pub use plan::{BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop};
+pub use plan::{BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop, Transport};
 pub use record::{is_bad, PhaseStat, Phases};
 pub use results::{Results, SCHEMA_VERSION};
 

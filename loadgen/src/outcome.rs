@@ -16,6 +16,10 @@ pub enum Outcome {
     ConnectRefused,
     /// The TCP connect did not finish within the request timeout.
     ConnectTimeout,
+    /// `https://`: connected, but the TLS handshake failed (a fatal alert, a
+    /// server that answered something that is not TLS — often plain HTTP — or
+    /// closed the connection mid-handshake).
+    TlsHandshake,
     /// Connected, but the full response did not arrive within the request timeout.
     RequestTimeout,
     /// The connection was reset or closed before the response was complete.
@@ -28,13 +32,14 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order summaries list them.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Status2xx,
         Outcome::Status3xx,
         Outcome::Status4xx,
         Outcome::Status5xx,
         Outcome::ConnectRefused,
         Outcome::ConnectTimeout,
+        Outcome::TlsHandshake,
         Outcome::RequestTimeout,
         Outcome::Reset,
         Outcome::ProtocolError,
@@ -50,6 +55,7 @@ impl Outcome {
             Outcome::Status5xx => "5xx",
             Outcome::ConnectRefused => "connect_refused",
             Outcome::ConnectTimeout => "connect_timeout",
+            Outcome::TlsHandshake => "tls_handshake",
             Outcome::RequestTimeout => "request_timeout",
             Outcome::Reset => "reset",
             Outcome::ProtocolError => "protocol_error",
@@ -65,10 +71,23 @@ impl Outcome {
             }
             Outcome::ConnectRefused => "connect: connection refused",
             Outcome::ConnectTimeout => "connect: timed out",
+            Outcome::TlsHandshake => "TLS handshake failed",
             Outcome::RequestTimeout => "request timed out (awaiting response)",
             Outcome::Reset => "connection reset or closed before the response was complete",
             Outcome::ProtocolError => "malformed HTTP response",
             Outcome::Other => "other error",
+        }
+    }
+
+    /// What to check first when every request ended this way (printed next
+    /// to the availability), for the failures whose usual cause is the setup.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            Outcome::ConnectRefused => Some("connection refused: is the server up?"),
+            Outcome::TlsHandshake => Some(
+                "the TLS handshake failed: does this port speak TLS? (for plain HTTP use http://)",
+            ),
+            _ => None,
         }
     }
 

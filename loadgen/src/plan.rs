@@ -39,6 +39,30 @@ pub struct LoadPlan {
     /// The I/O backend the workers run on.
     #[serde(default)]
     pub io: Io,
+    /// How requests travel beyond the URL: through a proxy, over HTTP/2.
+    #[serde(default, skip_serializing_if = "Transport::is_plain")]
+    pub transport: Transport,
+}
+
+/// The ways of reaching the target that hey offers beyond the URL itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Transport {
+    /// An HTTP proxy, `host:port` (hey's `-x`): `http://` requests are sent to
+    /// it in absolute form (`GET http://host/path HTTP/1.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// HTTP/2 (hey's `-h2`): negotiated by ALPN over `https://`, prior
+    /// knowledge (h2c) over `http://`. Runs on hyper's client and tokio.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub http2: bool,
+}
+
+impl Transport {
+    /// Direct HTTP/1.1, what a plan without the field means.
+    pub fn is_plain(&self) -> bool {
+        *self == Transport::default()
+    }
 }
 
 /// The I/O backend: both speak the same HTTP/1.1 client and run the same worker

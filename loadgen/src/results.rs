@@ -169,6 +169,68 @@ pub struct PacerStats {
     pub fell_behind: bool,
 }
 
+/// How an open-model run fell behind its schedule, when it did: what `slolab
+/// load`'s summary and `slolab report` both say, by the one rule in
+/// [`PacerStats::behind`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behind {
+    pub scheduled: u64,
+    pub sent: u64,
+    /// Scheduled but never sent: the target saw less load than planned.
+    pub missed: u64,
+    /// Sent more than the late threshold after schedule: the latencies include that wait.
+    pub late_sends: u64,
+    pub max_lag_us: u64,
+}
+
+impl PacerStats {
+    /// The rule for "the generator fell behind": more than 0.1 % of the
+    /// scheduled requests (at least 2) were never sent, or more than 1 % of the
+    /// sends were late. The engine stores its answer in `fell_behind`.
+    pub fn fell_behind_rule(scheduled: u64, sent: u64, late_sends: u64) -> bool {
+        let missed = scheduled.saturating_sub(sent);
+        missed > (scheduled / 1000).max(1) || late_sends * 100 > sent
+    }
+
+    /// How the run fell behind, or `None` when it kept to its schedule. Judged
+    /// from the counts, so a file's verdict never depends on who reads it.
+    pub fn behind(&self) -> Option<Behind> {
+        Self::fell_behind_rule(self.scheduled, self.sent, self.late_sends).then(|| Behind {
+            scheduled: self.scheduled,
+            sent: self.sent,
+            missed: self.scheduled.saturating_sub(self.sent),
+            late_sends: self.late_sends,
+            max_lag_us: self.max_lag_us,
+        })
+    }
+}
+
+impl std::fmt::Display for Behind {
+    /// One sentence: what fell behind, and what that does to the numbers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the load generator fell behind its schedule: {} of {} scheduled requests were sent, \
+             {} late (worst lag {:.1} ms)",
+            self.sent,
+            self.scheduled,
+            self.late_sends,
+            self.max_lag_us as f64 / 1e3
+        )?;
+        let mut effects = Vec::new();
+        if self.missed > (self.scheduled / 1000).max(1) {
+            effects.push("the target saw less load than planned");
+        }
+        if self.late_sends > 0 {
+            effects.push("the latencies include the wait for a free connection (-c)");
+        }
+        if !effects.is_empty() {
+            write!(f, "; {}", effects.join(", and "))?;
+        }
+        Ok(())
+    }
+}
+
 /// One timeline bucket, `[start_s, start_s + duration_s)` from the run start,
 /// by completion time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -379,6 +441,33 @@ mod tests {
             .unwrap();
         assert_eq!(a.len(), 2);
         assert!(a.max() >= 1_999_000_000);
+    }
+
+    #[test]
+    fn one_rule_says_when_the_pacer_fell_behind() {
+        let stats = |scheduled, sent, late_sends| PacerStats {
+            scheduled,
+            sent,
+            late_sends,
+            max_lag_us: 25_000,
+            ..Default::default()
+        };
+        // On schedule: 1 of 1000 missed, 1 % late — not behind.
+        assert_eq!(stats(1000, 999, 9).behind(), None);
+        assert_eq!(stats(1000, 1000, 10).behind(), None);
+        // Missed sends: less load than planned.
+        let b = stats(1000, 990, 0).behind().unwrap();
+        assert_eq!(b.missed, 10);
+        let text = b.to_string();
+        assert!(text.contains("990 of 1000 scheduled"), "{text}");
+        assert!(text.contains("less load than planned"), "{text}");
+        assert!(!text.contains("include the wait"), "{text}");
+        // Everything sent, but late: the latencies carry it, the load did not shrink.
+        let text = stats(1000, 1000, 11).behind().unwrap().to_string();
+        assert!(text.contains("include the wait"), "{text}");
+        assert!(!text.contains("less load"), "{text}");
+        assert!(PacerStats::fell_behind_rule(1000, 1000, 11));
+        assert!(!PacerStats::fell_behind_rule(0, 0, 0));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn hey_text(r: &Results) -> String {
     let _ = writeln!(o, "  Fastest:\t{:.4} secs", secs(l.min_us));
     let _ = writeln!(o, "  Average:\t{:.4} secs", l.mean_us / 1e6);
     let _ = writeln!(o, "  Requests/sec:\t{:.4}", t.rps);
-    let _ = writeln!(
+    let _ = write!(
         o,
         "  Availability:\t{:.4}% ({} good / {} valid; bad: {})",
         t.availability * 100.0,
@@ -38,6 +38,12 @@ pub fn hey_text(r: &Results) -> String {
         t.good + t.bad,
         bad_words(r)
     );
+    match diagnosis(r) {
+        Some(hint) => {
+            let _ = writeln!(o, " — {hint}");
+        }
+        None => o.push('\n'),
+    }
     let responses: u64 = t.status_codes.values().sum();
     if t.bytes_received > 0 {
         o.push_str("  \n");
@@ -100,6 +106,16 @@ pub fn hey_text(r: &Results) -> String {
     for (code, n) in &t.status_codes {
         let _ = writeln!(o, "  [{code}]\t{n} responses");
     }
+    if let Some(name) = &r.plan.track_header {
+        let _ = writeln!(o, "\nResponses by {name}:");
+        for (value, n) in &t.by_header {
+            let _ = writeln!(o, "  [{value}]\t{n} responses");
+        }
+        let without = responses.saturating_sub(t.by_header.values().sum());
+        if without > 0 {
+            let _ = writeln!(o, "  (no {name})\t{without} responses");
+        }
+    }
     let errors: Vec<(Outcome, u64)> = Outcome::ALL
         .iter()
         .filter(|o| !o.is_response())
@@ -137,18 +153,29 @@ pub fn hey_text(r: &Results) -> String {
             secs(s.percentile("p50").unwrap_or(0)),
             secs(s.percentile("p99").unwrap_or(0))
         );
-        if p.fell_behind {
-            let _ = writeln!(
-                o,
-                "\nWARNING: THE GENERATOR FELL BEHIND ITS SCHEDULE: {} of {} scheduled requests were sent, {} late (max lag {:.4} secs).\n         The target or the connection limit (-c) could not keep up; the latencies above include that wait.",
-                p.sent,
-                p.scheduled,
-                p.late_sends,
-                secs(p.max_lag_us)
-            );
+        if let Some(behind) = p.behind() {
+            let _ = writeln!(o, "\nWARNING: {behind}.");
         }
     }
     o
+}
+
+/// Why nothing worked, when the cause is usually the setup: no good request
+/// at all, and the most common way requests ended has a hint (a refused
+/// connect: nothing listening; a failed TLS handshake: https to a plain port).
+pub fn diagnosis(r: &Results) -> Option<&'static str> {
+    let t = &r.totals;
+    if t.good > 0 || t.requests == 0 {
+        return None;
+    }
+    let count = |o: &Outcome| t.outcomes.get(o.name()).copied().unwrap_or(0);
+    // The first of the most common, in `Outcome::ALL` order (max_by_key takes the last).
+    let top = Outcome::ALL
+        .iter()
+        .rev()
+        .max_by_key(|o| count(o))
+        .filter(|o| count(o) > 0)?;
+    top.hint()
 }
 
 fn bad_words(r: &Results) -> String {
@@ -225,6 +252,7 @@ pub fn json(r: &Results) -> serde_json::Value {
         "good": t.good,
         "bad": t.bad,
         "availability": t.availability,
+        "diagnosis": diagnosis(r),
         "outcomes": t.outcomes,
         "status_codes": t.status_codes,
         "bytes_received": t.bytes_received,

@@ -262,12 +262,36 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
     })
 }
 
+/// An HTTP proxy address (hey's `-x`): `host:port`, or `http://host:port`.
+pub(crate) fn parse_proxy(proxy: &str) -> Result<(String, u16), LoadError> {
+    let bad = |reason: &str| LoadError::Url {
+        url: proxy.to_string(),
+        reason: format!("bad proxy address (-x): {reason}; expected host:port"),
+    };
+    if proxy.starts_with("https://") {
+        return Err(bad("a TLS proxy is not supported"));
+    }
+    let rest = proxy.strip_prefix("http://").unwrap_or(proxy);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if !rest.contains(':') || rest.ends_with(']') {
+        return Err(bad("the port is missing"));
+    }
+    let u = parse_url(&format!("http://{rest}")).map_err(|e| bad(&e))?;
+    if u.path != "/" {
+        return Err(bad("a proxy address has no path"));
+    }
+    Ok((u.host, u.port))
+}
+
 /// A request ready for the hot path.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRequest {
     pub origin: usize,
     pub method: String,
     pub head_only: bool,
+    /// The plan's own `Host` header (hey's `-host`), sent instead of the URL's
+    /// authority; the connection still goes to the URL's host.
+    host: Option<String>,
     path: Template,
     /// Header lines (`Name: value\r\n`), templated, Host and Content-Length excluded.
     headers: Template,
@@ -287,7 +311,13 @@ impl CompiledRequest {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         self.path.expand(out, x);
-        self.finish(&origin.authority, true, out, x);
+        self.finish(self.host_for(&origin.authority), true, out, x);
+    }
+
+    /// The Host header for a request to `authority`: the plan's own, if it
+    /// gave one (kept across same-origin redirects, as Go's client does).
+    pub fn host_for<'a>(&'a self, authority: &'a str) -> &'a str {
+        self.host.as_deref().unwrap_or(authority)
     }
 
     /// The request line's tail, headers and body, shared by `encode` and redirects.
@@ -372,11 +402,35 @@ fn compile_one(
         template: r.url.clone(),
         reason,
     };
-    let path = Template::parse(&url.path).map_err(template_err)?;
+    let proxied = plan.transport.proxy.is_some();
+    if proxied && url.tls {
+        return Err(LoadError::Plan(format!(
+            "{}: https:// through a proxy (-x) needs a CONNECT tunnel, which slolab does not \
+             open; use an http:// URL, or no proxy",
+            r.url
+        )));
+    }
+    // Through a proxy the request line carries the whole URL (RFC 9112 §3.2.2).
+    let path = match proxied {
+        true => Template::parse(&format!("http://{}{}", url.authority, url.path)),
+        false => Template::parse(&url.path),
+    }
+    .map_err(template_err)?;
     let has = |name: &str| r.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     let mut header_text = String::new();
+    let mut host = None;
     for (name, value) in &r.headers {
-        if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            let v = value.trim();
+            if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '/') {
+                return Err(LoadError::Plan(format!(
+                    "bad Host header {value:?}: expected a host name, optionally with :port"
+                )));
+            }
+            host = Some(v.to_string());
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
             continue;
         }
         if name.is_empty() || name.contains([':', '\r', '\n', ' ']) || value.contains(['\r', '\n'])
@@ -413,6 +467,7 @@ fn compile_one(
         origin,
         method,
         head_only,
+        host,
         path,
         headers,
         body,
@@ -517,6 +572,7 @@ mod tests {
             track_header: None,
             bad: Default::default(),
             io: Default::default(),
+            transport: Default::default(),
         };
         let (requests, origins) = compile(&plan).unwrap();
         let at: Vec<usize> = requests.iter().map(|r| r.origin).collect();
@@ -535,6 +591,28 @@ mod tests {
         assert!(head(3)
             .unwrap()
             .starts_with("GET /d HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n"));
+    }
+
+    #[test]
+    fn proxy_addresses() {
+        let ok = |p: &str| parse_proxy(p).unwrap();
+        assert_eq!(ok("127.0.0.1:3128"), ("127.0.0.1".to_string(), 3128));
+        assert_eq!(
+            ok("http://proxy.test:8080/"),
+            ("proxy.test".to_string(), 8080)
+        );
+        assert_eq!(ok("[::1]:3128"), ("::1".to_string(), 3128));
+        for bad in [
+            "proxy.test",
+            "https://p:1",
+            "p:x",
+            "p:1/path",
+            ":1",
+            "[::1]",
+        ] {
+            let e = parse_proxy(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("-x"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! TLS for `https://` URLs, the way hey does it: certificates are not verified
 //! (Go's `InsecureSkipVerify`), SNI is the URL's host, ALPN offers only
-//! `http/1.1`, and sessions are resumed so that reconnects are cheap. The
+//! `http/1.1` (only `h2` with `-h2`), and sessions are resumed so that reconnects are cheap. The
 //! handshake itself runs in `http1::Conn`, over the same raw socket as plain HTTP.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 /// The client configuration for one run: built once and shared by every
 /// connection, so its session cache lets reconnects resume instead of doing a
 /// full handshake.
-pub(crate) fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+pub(crate) fn client_config(http2: bool) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AcceptAnyCertificate {
         provider: provider.clone(),
@@ -23,7 +23,11 @@ pub(crate) fn client_config() -> Result<Arc<ClientConfig>, rustls::Error> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if http2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     Ok(Arc::new(config))
 }
 
@@ -108,7 +112,9 @@ mod tests {
             ServerName::DnsName(_)
         ));
         assert!(server_name("bad name").is_err());
-        let c = client_config().unwrap();
+        let c = client_config(false).unwrap();
         assert_eq!(c.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let c = client_config(true).unwrap();
+        assert_eq!(c.alpn_protocols, vec![b"h2".to_vec()]);
     }
 }

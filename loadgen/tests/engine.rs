@@ -343,6 +343,13 @@ async fn open_model_shows_a_stall_the_closed_model_hides() {
     assert!(pacer.late_sends > 0);
     assert!(pacer.max_lag_us >= 400_000);
     assert!(pacer.fell_behind);
+    // The summary says so in the words `slolab report` uses (one rule, one sentence).
+    let behind = pacer
+        .behind()
+        .expect("the one rule agrees with fell_behind");
+    let text = loadgen::summary::hey_text(&open);
+    assert!(text.contains(&format!("WARNING: {behind}.")), "{text}");
+    assert!(text.contains("include the wait"), "{text}");
     // Service time (from the actual send) does not include the queueing.
     let service_p75 = open.totals.service_time.percentile("p75").unwrap();
     assert!(service_p75 < open.totals.latency.percentile("p75").unwrap());
@@ -473,4 +480,52 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
         }
         _ => assert_eq!(a, b, "{at}"),
     }
+}
+
+#[tokio::test]
+async fn through_a_proxy_requests_go_in_absolute_form_redirects_too() {
+    let s = hyper_server().await;
+    let (proxy, lines) = forward_proxy().await;
+    let mut plan = closed_plan(&s.url("/status/200?x=1"), 20, 2);
+    plan.transport.proxy = Some(proxy.to_string());
+    let r = loadgen::run(plan.clone(), never(), None).await.unwrap();
+    assert_eq!(r.totals.outcomes["2xx"], 20);
+    assert_eq!(s.counters.requests.load(Ordering::SeqCst), 20);
+    let want = format!("GET http://{}/status/200?x=1 HTTP/1.1", s.addr);
+    assert!(
+        lines.lock().unwrap().iter().all(|l| *l == want),
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    assert_eq!(lines.lock().unwrap().len(), 20);
+    // The target itself saw origin form: the proxy did its job, not the client.
+    assert!(s
+        .counters
+        .paths
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| p == "/status/200?x=1"));
+
+    // A same-origin redirect is followed through the proxy as well.
+    lines.lock().unwrap().clear();
+    plan.requests[0].url = s.url("/redirect");
+    plan.stop = Stop::Requests { count: 4 };
+    let r = loadgen::run(plan.clone(), never(), None).await.unwrap();
+    assert_eq!(r.totals.status_codes[&200], 4);
+    let seen = lines.lock().unwrap().clone();
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    for target in ["/redirect", "/status/200"] {
+        let line = format!("GET http://{}{target} HTTP/1.1", s.addr);
+        assert_eq!(seen.iter().filter(|l| **l == line).count(), 4, "{seen:?}");
+    }
+
+    // https through a proxy would need CONNECT: refused before the run, by name.
+    plan.requests[0].url = format!("https://{}/", s.addr);
+    let e = loadgen::validate(&plan).unwrap_err().to_string();
+    assert!(e.contains("CONNECT") && e.contains("https://"), "{e}");
+    plan.requests[0].url = s.url("/");
+    plan.transport.proxy = Some("no-port.test".into());
+    let e = loadgen::validate(&plan).unwrap_err().to_string();
+    assert!(e.contains("no-port.test") && e.contains("-x"), "{e}");
 }

@@ -1,7 +1,8 @@
 //! `https://` against real TLS servers on port 0 (tokio-rustls with a fresh
 //! self-signed rcgen certificate, which the client accepts like hey does):
 //! keep-alive reuse, session resumption, exact body counts, redirects across
-//! schemes, and each way TLS can fail.
+//! schemes, each way TLS can fail, and HTTP/2 (`-h2`): by ALPN over TLS and by
+//! prior knowledge (h2c) over plain TCP.
 
 mod common;
 
@@ -36,6 +37,8 @@ struct Seen {
     resumed: AtomicU64,
     requests: AtomicU64,
     hosts: Mutex<Vec<String>>,
+    /// The HTTP version of every request served.
+    versions: Mutex<Vec<hyper::Version>>,
 }
 
 /// How the server behaves after accepting a TCP connection.
@@ -47,6 +50,10 @@ enum Mode {
     Plain,
     /// Offers only `h2` by ALPN, so the handshake ends in a fatal alert.
     OnlyH2,
+    /// TLS with ALPN `h2`, then HTTP/2 (hyper) with the routes of `handle`.
+    H2,
+    /// HTTP/2 without TLS, by prior knowledge (h2c).
+    PlainH2,
     /// Reads a request, promises 100 body bytes, sends 5, then ends the TLS
     /// session with `close_notify` (true) or just closes the socket (false).
     ShortBody { close_notify: bool },
@@ -87,8 +94,11 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Body
         .headers()
         .get("host")
         .map(|h| h.to_str().unwrap().to_string())
+        // HTTP/2 carries it as :authority.
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
     seen.hosts.lock().unwrap().push(host);
+    seen.versions.lock().unwrap().push(req.version());
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let _ = req.into_body().collect().await;
@@ -122,7 +132,7 @@ async fn server(mode: Mode) -> Server {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let acceptor = TlsAcceptor::from(match mode {
-        Mode::OnlyH2 => server_config(&[b"h2"]),
+        Mode::OnlyH2 | Mode::H2 => server_config(&[b"h2"]),
         _ => server_config(&[b"http/1.1"]),
     });
     let s = seen.clone();
@@ -140,6 +150,12 @@ async fn server(mode: Mode) -> Server {
                     move |req| handle(req, seen.clone())
                 });
                 let http = hyper::server::conn::http1::Builder::new();
+                let h2 =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                if mode == Mode::PlainH2 {
+                    let _ = h2.serve_connection(TokioIo::new(tcp), svc).await;
+                    return;
+                }
                 if mode == Mode::Plain {
                     let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
                     return;
@@ -152,6 +168,9 @@ async fn server(mode: Mode) -> Server {
                     seen.resumed.fetch_add(1, Ordering::SeqCst);
                 }
                 match mode {
+                    Mode::H2 => {
+                        let _ = h2.serve_connection(TokioIo::new(tls), svc).await;
+                    }
                     Mode::ShortBody { close_notify } => {
                         let mut head = Vec::new();
                         let mut chunk = [0u8; 1024];
@@ -243,24 +262,30 @@ async fn redirects_into_https_and_within_it_are_followed() {
 }
 
 #[tokio::test]
-async fn https_to_a_plain_http_server_is_a_protocol_error() {
+async fn https_to_a_plain_http_server_is_a_failed_tls_handshake() {
     let s = hyper_server().await;
     let url = format!("https://{}/", s.addr);
     let r = loadgen::run(closed_plan(&url, 12, 3), never(), None)
         .await
         .unwrap();
     assert_eq!(r.totals.requests, 12);
-    assert_eq!(outcome(&r, "protocol_error"), 12);
+    assert_eq!(outcome(&r, "tls_handshake"), 12);
+    assert_eq!(
+        loadgen::summary::diagnosis(&r),
+        loadgen::Outcome::TlsHandshake.hint()
+    );
+    let text = loadgen::summary::hey_text(&r);
+    assert!(text.contains("the TLS handshake failed"), "{text}");
     assert_eq!(s.counters.requests.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
-async fn a_fatal_tls_alert_is_a_protocol_error() {
+async fn a_fatal_tls_alert_is_a_failed_tls_handshake() {
     let s = server(Mode::OnlyH2).await;
     let r = loadgen::run(closed_plan(&s.url("https", "/"), 8, 2), never(), None)
         .await
         .unwrap();
-    assert_eq!(outcome(&r, "protocol_error"), 8);
+    assert_eq!(outcome(&r, "tls_handshake"), 8);
     assert_eq!(s.seen.handshakes.load(Ordering::SeqCst), 0);
 }
 
@@ -284,4 +309,81 @@ async fn a_tls_server_closing_mid_body_is_a_reset() {
         assert_eq!(outcome(&r, "reset"), 6, "close_notify: {close_notify}");
         assert_eq!(s.seen.requests.load(Ordering::SeqCst), 6);
     }
+}
+
+fn h2_plan(url: &str, count: u64, connections: usize) -> loadgen::LoadPlan {
+    let mut plan = closed_plan(url, count, connections);
+    plan.transport.http2 = true;
+    if plan.io == loadgen::Io::Uring {
+        plan.io = loadgen::Io::Auto;
+    }
+    plan
+}
+
+#[tokio::test]
+async fn h2_over_tls_is_agreed_by_alpn_and_counts_bodies_exactly() {
+    let s = server(Mode::H2).await;
+    let r = loadgen::run(
+        h2_plan(&s.url("https", "/length/40000"), 30, 3),
+        never(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome(&r, "2xx"), 30);
+    assert_eq!(r.totals.bytes_received, 30 * 40_000);
+    assert_eq!(r.run.io.as_deref(), Some("epoll"));
+    let versions = s.seen.versions.lock().unwrap().clone();
+    assert_eq!(versions.len(), 30);
+    assert!(
+        versions.iter().all(|v| *v == hyper::Version::HTTP_2),
+        "{versions:?}"
+    );
+    // One connection per worker, kept alive.
+    let connections = s.seen.connections.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&connections), "{connections} connections");
+}
+
+#[tokio::test]
+async fn h2c_by_prior_knowledge_over_plain_http() {
+    let s = server(Mode::PlainH2).await;
+    let mut plan = h2_plan(&s.url("http", "/chunked/30001"), 20, 2);
+    plan.requests[0]
+        .headers
+        .push(("Host".into(), "api.example.test".into()));
+    let r = loadgen::run(plan, never(), None).await.unwrap();
+    assert_eq!(outcome(&r, "2xx"), 20);
+    assert_eq!(r.totals.bytes_received, 20 * 30_001);
+    let versions = s.seen.versions.lock().unwrap().clone();
+    assert!(
+        versions.iter().all(|v| *v == hyper::Version::HTTP_2),
+        "{versions:?}"
+    );
+    assert_eq!(versions.len(), 20);
+    // hey's -host becomes :authority.
+    assert!(s
+        .seen
+        .hosts
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|h| h == "api.example.test"));
+}
+
+#[tokio::test]
+async fn h2_to_a_server_that_speaks_only_http1_fails_the_handshake() {
+    // TLS offering only http/1.1: no common ALPN protocol.
+    let s = server(Mode::Serve).await;
+    let r = loadgen::run(h2_plan(&s.url("https", "/"), 6, 2), never(), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r, "tls_handshake"), 6);
+    assert_eq!(s.seen.requests.load(Ordering::SeqCst), 0);
+    // h2c to an HTTP/1.1 server: it cannot read the preface.
+    let s = hyper_server().await;
+    let r = loadgen::run(h2_plan(&s.url("/"), 4, 1), never(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.totals.good, 0);
+    assert_eq!(s.counters.requests.load(Ordering::SeqCst), 0);
 }

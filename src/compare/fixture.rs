@@ -46,6 +46,7 @@ pub fn plan() -> LoadPlan {
         track_header: None,
         bad: BadPolicy::default(),
         io: Default::default(),
+        transport: Default::default(),
     }
 }
 

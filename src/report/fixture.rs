@@ -109,6 +109,7 @@ fn plan(stages: Vec<Stage>, interval_s: f64) -> LoadPlan {
         track_header: Some("X-Served-By".into()),
         bad: BadPolicy::default(),
         io: Default::default(),
+        transport: Default::default(),
     }
 }
 

@@ -151,14 +151,8 @@ pub fn warnings(report: &Report) -> Vec<String> {
     if r.run.interrupted || report.experiment.as_ref().is_some_and(|e| e.interrupted) {
         w.push("The run was interrupted; the numbers cover what ran.".to_string());
     }
-    if let Some(p) = r.pacer.as_ref().filter(|p| p.fell_behind) {
-        w.push(format!(
-            "The load generator fell behind its schedule ({} of {} sends late, worst lag {}): \
-             the target saw less load than planned.",
-            p.late_sends,
-            p.sent,
-            format_ms(p.max_lag_us as f64 / 1e3)
-        ));
+    if let Some(behind) = r.pacer.as_ref().and_then(|p| p.behind()) {
+        w.push(format!("{behind}."));
     }
     for f in report.faults() {
         if let Some(e) = &f.error {

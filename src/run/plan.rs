@@ -107,6 +107,7 @@ impl ExperimentPlan {
             ),
             bad,
             io: Default::default(),
+            transport: Default::default(),
         };
         Self {
             name: loaded.name(),

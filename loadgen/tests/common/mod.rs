@@ -187,6 +187,65 @@ pub async fn raw_server(how: Misbehaviour) -> (SocketAddr, Arc<Counters>) {
     (addr, counters)
 }
 
+/// A forward HTTP proxy: takes absolute-form requests (`GET http://host/p
+/// HTTP/1.1`, bodiless), records each request line, and relays each in origin
+/// form to its host on a fresh connection; anything else gets a 400.
+pub async fn forward_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let mut lines = head.split("\r\n");
+                    let line = lines.next().unwrap_or_default().to_string();
+                    seen.lock().unwrap().push(line.clone());
+                    let mut parts = line.split(' ');
+                    let (method, target) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+                    let Some(rest) = target.strip_prefix("http://") else {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                        continue;
+                    };
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    let mut upstream = TcpStream::connect(authority).await.unwrap();
+                    let mut out = format!("{method} {path} HTTP/1.1\r\n");
+                    for h in lines.filter(|h| !h.to_ascii_lowercase().starts_with("connection:")) {
+                        out.push_str(h);
+                        out.push_str("\r\n");
+                    }
+                    out.push_str("Connection: close\r\n\r\n");
+                    upstream.write_all(out.as_bytes()).await.unwrap();
+                    let mut response = Vec::new();
+                    let _ = upstream.read_to_end(&mut response).await;
+                    if client.write_all(&response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, lines)
+}
+
 /// An address nothing listens on: bound, then released.
 pub fn refused_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -220,6 +279,7 @@ pub fn closed_plan(url: &str, count: u64, connections: usize) -> LoadPlan {
         track_header: None,
         bad: BadPolicy::default(),
         io: io(),
+        transport: Default::default(),
     }
 }
 
