@@ -3,7 +3,8 @@
 
 use super::charts;
 use super::tables::{
-    failures, run_line, sections, verdict_line, warnings, Section, SectionId, MET, NOT_MET,
+    failures, run_line, sections, stack_line, verdict_line, warnings, Section, SectionId, MET,
+    NOT_MET,
 };
 use super::Report;
 
@@ -62,6 +63,9 @@ pub fn html(report: &Report) -> String {
         esc(&run_line(report)),
         esc(&verdict_line(report))
     ));
+    if let Some(stack) = stack_line(report) {
+        out.push_str(&format!("<p class=\"run stack\">{}</p>\n", esc(&stack)));
+    }
     let failed = failures(report);
     if !failed.is_empty() {
         out.push_str("<ul class=\"failures\">\n");
@@ -92,40 +96,67 @@ pub fn html(report: &Report) -> String {
         .results
         .total_histogram()
         .unwrap_or_else(|_| loadgen::results::new_histogram());
+    let header = report
+        .results
+        .plan
+        .track_header
+        .clone()
+        .unwrap_or_else(|| "instance".into());
     let charted = [
         (
             "latency",
-            "Latency over time",
+            "Latency over time".to_string(),
             charts::latency_over_time(report),
             vec![SectionId::Stages],
         ),
         (
+            "latency-good-bad",
+            "Latency of good and bad responses".to_string(),
+            charts::latency_good_bad(report),
+            vec![],
+        ),
+        (
             "throughput",
-            "Throughput and errors",
+            "Throughput and errors".to_string(),
             charts::throughput_over_time(report),
             vec![SectionId::Outcomes],
         ),
         (
+            "status-codes",
+            "Status codes over time".to_string(),
+            charts::status_codes_over_time(report),
+            vec![],
+        ),
+        (
             "availability",
-            "Availability and faults",
+            "Availability and faults".to_string(),
             charts::availability_over_time(report),
             vec![SectionId::Faults],
         ),
         (
+            "by-header",
+            format!("Responses by {header} over time"),
+            charts::by_header_over_time(report),
+            vec![],
+        ),
+        (
             "distribution",
-            "Latency distribution",
+            "Latency distribution".to_string(),
             charts::latency_distribution(report, &total),
             vec![SectionId::Measurements],
         ),
         (
             "instances",
-            "Requests per instance",
+            format!("Responses per {header}"),
             charts::requests_per_instance(report),
             vec![SectionId::Instances],
         ),
     ];
     for (id, heading, chart, ids) in charted {
-        out.push_str(&format!("<section id=\"{id}\">\n<h2>{heading}</h2>\n"));
+        out.push_str(&format!(
+            "<section id=\"{id}\">\n<h2>{}</h2>\n",
+            esc(&heading)
+        ));
         match chart {
             Ok(svg) => out.push_str(&format!("<figure>\n{}\n</figure>\n", strip_prolog(&svg))),
             Err(e) => out.push_str(&format!(
