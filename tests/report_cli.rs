@@ -358,7 +358,7 @@ fn data_lines(svg: &str, colour: &str) -> Vec<Vec<(f64, f64)>> {
     let (_, top, _, _) = frame(svg);
     tags(svg, "polyline")
         .into_iter()
-        .filter(|p| attr(p, "stroke") == Some(colour) && attr(p, "stroke-width") == Some("2"))
+        .filter(|p| attr(p, "stroke") == Some(colour) && num(p, "stroke-width") >= 2.0)
         .map(points)
         .filter(|pts| pts.iter().all(|p| p.1 >= top))
         .collect()
@@ -465,17 +465,17 @@ fn time_charts_share_one_frame_and_draw_steps() {
     let first_move = ok[0].windows(2).find(|w| w[0].1 != w[1].1).unwrap();
     assert_eq!(first_move[0].0, kill_x, "{:?}", ok[0]);
 
-    // The killed instance is visible: api-2's line sits on 0 after the kill,
-    // above it before; the others carry on.
+    // The killed instance is visible: api-2's share is a third before the kill and
+    // 0 after it; the others carry on.
     let by = chart(&html, "by-header");
     let (_, _, right, bottom) = frame(by);
     let api2 = data_lines(by, colour_of(by, "api-2"));
     assert_eq!(api2.len(), 1);
     assert_stairs(&api2[0]);
-    assert!(y_at(&api2[0], kill_x - 30.0).unwrap() < bottom - 5.0);
+    assert!(y_at(&api2[0], kill_x - 30.0).unwrap() < bottom - 50.0);
     assert!(on_floor(y_at(&api2[0], (kill_x + right) * 0.47), bottom));
     let api1 = &data_lines(by, colour_of(by, "api-1"))[0];
-    assert!(y_at(api1, (kill_x + right) * 0.47).unwrap() < bottom - 5.0);
+    assert!(y_at(api1, (kill_x + right) * 0.47).unwrap() < bottom - 50.0);
 
     // The kill's 502s and the good/bad latency lines are drawn.
     let codes = chart(&html, "status-codes");
@@ -512,7 +512,7 @@ fn a_run_shorter_than_one_interval_draws_dots_inside_its_axes() {
         assert!(!dots.is_empty(), "{id}: no dots");
         let lines = tags(svg, "polyline")
             .into_iter()
-            .filter(|p| attr(p, "stroke-width") == Some("2"))
+            .filter(|p| num(p, "stroke-width") >= 2.0)
             .flat_map(points)
             .filter(|p| p.1 > top - 2.0 && p.0 > left - 2.0);
         for (x, y) in dots.iter().copied().chain(lines) {
@@ -543,7 +543,7 @@ fn a_run_shorter_than_one_interval_draws_dots_inside_its_axes() {
 fn cache_outcomes_turn_from_hit_to_bypass_in_the_outage() {
     let dir = tempfile::tempdir().unwrap();
     let html = render_html(dir.path(), "cache", &fixture::cache_outage(8), 3);
-    assert!(html.contains("Responses by X-Cache over time"));
+    assert!(html.contains("Share of responses by X-Cache"));
     let svg = chart(&html, "by-header");
     let (_, _, _, bottom) = frame(svg);
     let (x0, x1) = fault_bands(svg)[0];

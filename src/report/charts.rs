@@ -401,6 +401,7 @@ struct Line {
     dashed: bool,
     /// On the right-hand axis.
     right: bool,
+    width: u32,
     steps: Vec<Step>,
 }
 
@@ -411,6 +412,7 @@ impl Line {
             colour,
             dashed: false,
             right: false,
+            width: 2,
             steps,
         }
     }
@@ -434,15 +436,16 @@ impl Line {
     /// The polylines to draw: steps that touch are joined, gaps split.
     fn paths(&self) -> Vec<Vec<(f64, f64)>> {
         let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
-        let mut last_x1 = f64::NAN;
+        let mut last_x1: Option<f64> = None;
         for s in &self.steps {
-            if !((s.x0 - last_x1).abs() < 1e-9) {
+            let joins = last_x1.is_some_and(|x1| (s.x0 - x1).abs() < 1e-9);
+            if !joins {
                 out.push(Vec::new());
             }
             let path = out.last_mut().expect("pushed");
             path.push((s.x0, s.y));
             path.push((s.x1, s.y));
-            last_x1 = s.x1;
+            last_x1 = Some(s.x1);
         }
         out
     }
@@ -572,7 +575,7 @@ fn draw_time(report: &Report, chart: &TimeChart) -> Result<String, String> {
         )?;
         for line in &chart.lines {
             let axis = if line.right { right } else { left };
-            let style = line.colour.stroke_width(2);
+            let style = line.colour.stroke_width(line.width);
             for path in line.paths() {
                 let pts = path.into_iter().map(|(x, y)| (x, axis.map(y)));
                 if line.dashed && line.right {
@@ -954,35 +957,50 @@ fn by_header_spec(report: &Report) -> Option<TimeChart> {
     if values.is_empty() {
         return None;
     }
-    // A value missing from an interval had no responses there: a killed instance
-    // drops to 0 rather than vanishing from the chart.
+    // Shares rather than rates: a killed instance drops from a third to nothing
+    // even while a spike multiplies the others' rates. A value missing from an
+    // interval had no responses there (0 %), an interval with none at all has no
+    // share (a gap).
     let lines: Vec<Line> = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let pts = steps(report, |iv| {
-                Some(rate(report, iv.by_header.get(*v).copied().unwrap_or(0), iv))
+                let all: u64 = iv.by_header.values().sum();
+                (all > 0)
+                    .then(|| iv.by_header.get(*v).copied().unwrap_or(0) as f64 / all as f64 * 100.0)
             });
-            Line::new(v.as_str(), header_colour(v, i), pts)
+            Line {
+                // Equal shares draw one over the other; wider lines underneath
+                // keep each visible.
+                width: (2 + values.len().saturating_sub(i + 1) * 2).min(8) as u32,
+                ..Line::new(v.as_str(), header_colour(v, i), pts)
+            }
         })
         .collect();
     let header = header_name(report);
     Some(TimeChart {
-        title: format!("Responses per second by {header}"),
-        left: Axis::count(top(&lines, false), "responses/s"),
+        title: format!("Share of responses by {header} (per interval)"),
+        left: Axis {
+            lo: 0.0,
+            hi: 105.0,
+            ticks: ticks_of(0.0, 100.0, 20.0),
+            unit: Unit::Percent,
+            desc: "share of responses".into(),
+        },
         right: None,
         lines,
         note: short_run_note(report),
     })
 }
 
-/// (5b) Responses per second per value of the tracked header (the instance that
-/// served it, or the cache outcome).
+/// (5b) The share of each interval's responses per value of the tracked header
+/// (the instance that served it, or the cache outcome).
 pub fn by_header_over_time(report: &Report) -> Result<String, String> {
     match by_header_spec(report) {
         Some(c) => draw_time(report, &c),
         None => empty(
-            &format!("Responses per second by {}", header_name(report)),
+            &format!("Share of responses by {}", header_name(report)),
             "no per-interval counts of a tracked response header",
         ),
     }

@@ -135,7 +135,7 @@ pub fn html(report: &Report) -> String {
         ),
         (
             "by-header",
-            format!("Responses by {header} over time"),
+            format!("Responses by {header} over time (share)"),
             charts::by_header_over_time(report),
             vec![],
         ),
