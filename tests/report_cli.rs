@@ -468,14 +468,17 @@ fn time_charts_share_one_frame_and_draw_steps() {
     // The killed instance is visible: api-2's share is a third before the kill and
     // 0 after it; the others carry on.
     let by = chart(&html, "by-header");
-    let (_, _, right, bottom) = frame(by);
+    let (left, _, right, bottom) = frame(by);
+    // The run is 25 s: half-way into seconds 4 and 14.
+    let second = (right - left) / 25.0;
+    let (before, after) = (kill_x - 1.5 * second, kill_x + 8.5 * second);
     let api2 = data_lines(by, colour_of(by, "api-2"));
     assert_eq!(api2.len(), 1);
     assert_stairs(&api2[0]);
-    assert!(y_at(&api2[0], kill_x - 30.0).unwrap() < bottom - 50.0);
-    assert!(on_floor(y_at(&api2[0], (kill_x + right) * 0.47), bottom));
+    assert!(y_at(&api2[0], before).unwrap() < bottom - 50.0);
+    assert!(on_floor(y_at(&api2[0], after), bottom));
     let api1 = &data_lines(by, colour_of(by, "api-1"))[0];
-    assert!(y_at(api1, (kill_x + right) * 0.47).unwrap() < bottom - 50.0);
+    assert!(y_at(api1, after).unwrap() < bottom - 50.0);
 
     // The kill's 502s and the good/bad latency lines are drawn.
     let codes = chart(&html, "status-codes");
@@ -547,7 +550,10 @@ fn cache_outcomes_turn_from_hit_to_bypass_in_the_outage() {
     let svg = chart(&html, "by-header");
     let (_, _, _, bottom) = frame(svg);
     let (x0, x1) = fault_bands(svg)[0];
-    let (before, during) = ((x0 - 40.0).max(0.0), x0 + (x1 - x0) * 0.4);
+    // The outage is 6 s long: half-way into the seconds 1.5 s before, 3.4 s in, and
+    // 1.5 s after it.
+    let second = (x1 - x0) / 6.0;
+    let (before, during, after) = (x0 - 1.5 * second, x0 + 3.4 * second, x1 + 1.5 * second);
     let hit = &data_lines(svg, colour_of(svg, "HIT"))[0];
     let bypass = &data_lines(svg, colour_of(svg, "BYPASS"))[0];
     assert_stairs(hit);
@@ -555,5 +561,5 @@ fn cache_outcomes_turn_from_hit_to_bypass_in_the_outage() {
     assert!(on_floor(y_at(hit, during), bottom));
     assert!(on_floor(y_at(bypass, before), bottom));
     assert!(y_at(bypass, during).unwrap() < bottom - 50.0);
-    assert!(y_at(hit, x1 + 80.0).unwrap() < bottom - 50.0);
+    assert!(y_at(hit, after).unwrap() < bottom - 50.0);
 }

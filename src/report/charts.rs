@@ -13,7 +13,9 @@ use plotters::prelude::*;
 use super::Report;
 use crate::slo::{covered_s, format_ms};
 
-const W: u32 = 1040;
+/// No wider than the page's content box (1100 − 2 × 24 − 2 × 21), so the browser
+/// shows the SVG at its own size and 12 px text stays 12 px.
+const W: u32 = 1000;
 const H: u32 = 360;
 const FONT: &str = "sans-serif";
 /// Every time chart reserves the same label areas, left and right, whether or not
@@ -938,13 +940,14 @@ fn header_colour(value: &str, i: usize) -> RGBColor {
     }
 }
 
-fn header_name(report: &Report) -> String {
+/// The tracked response header's name, for titles.
+pub fn header_name(report: &Report) -> String {
     report
         .results
         .plan
         .track_header
         .clone()
-        .unwrap_or_else(|| "the tracked header".into())
+        .unwrap_or_else(|| "instance".into())
 }
 
 fn by_header_spec(report: &Report) -> Option<TimeChart> {

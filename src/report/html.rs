@@ -58,14 +58,17 @@ pub fn html(report: &Report) -> String {
         Some(_) => "failed",
     };
     out.push_str(&format!(
-        "<header>\n<h1>slolab: {}</h1>\n<p class=\"run\">{}</p>\n<p class=\"verdict {class}\">{}</p>\n",
+        "<header>\n<h1>slolab: {}</h1>\n<p class=\"run\">{}</p>\n",
         esc(&title),
         esc(&run_line(report)),
-        esc(&verdict_line(report))
     ));
     if let Some(stack) = stack_line(report) {
         out.push_str(&format!("<p class=\"run stack\">{}</p>\n", esc(&stack)));
     }
+    out.push_str(&format!(
+        "<p class=\"verdict {class}\">{}</p>\n",
+        esc(&verdict_line(report))
+    ));
     let failed = failures(report);
     if !failed.is_empty() {
         out.push_str("<ul class=\"failures\">\n");
@@ -96,12 +99,7 @@ pub fn html(report: &Report) -> String {
         .results
         .total_histogram()
         .unwrap_or_else(|_| loadgen::results::new_histogram());
-    let header = report
-        .results
-        .plan
-        .track_header
-        .clone()
-        .unwrap_or_else(|| "instance".into());
+    let header = charts::header_name(report);
     let charted = [
         (
             "latency",
