@@ -225,15 +225,8 @@ fn unreadable_results_are_a_tool_failure() {
 
 // ---- the charts' SVG --------------------------------------------------------
 
-/// The sections whose chart is on the run's clock.
-const TIME_CHARTS: [&str; 6] = [
-    "latency",
-    "latency-good-bad",
-    "throughput",
-    "status-codes",
-    "availability",
-    "by-header",
-];
+use fixture::{CHART_SECTIONS, TIME_CHARTS};
+
 /// The plot frame every time chart draws (charts.rs FRAME) and the fault shading.
 const FRAME: &str = "#A0A6AD";
 const FAULT: &str = "#C81E1E";
@@ -452,7 +445,7 @@ fn time_charts_share_one_frame_and_draw_steps() {
         .collect();
     assert_eq!(bands[0].len(), 2, "kill and redis latency");
     assert!(bands.iter().all(|b| *b == bands[0]), "{bands:?}");
-    for id in TIME_CHARTS.iter().chain(&["distribution", "instances"]) {
+    for id in CHART_SECTIONS {
         assert_axes_readable(id, chart(&html, id));
     }
 

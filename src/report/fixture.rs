@@ -13,6 +13,21 @@ use loadgen::results::{
 use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 use rand::{Rng, SeedableRng};
 
+/// The HTML report's chart sections in page order, the time charts first: what the
+/// tests expect `html.rs` to draw.
+pub const CHART_SECTIONS: [&str; 8] = [
+    "latency",
+    "latency-good-bad",
+    "throughput",
+    "status-codes",
+    "availability",
+    "by-header",
+    "distribution",
+    "instances",
+];
+/// The sections whose chart is on the run's clock.
+pub const TIME_CHARTS: &[&str] = CHART_SECTIONS.split_at(6).0;
+
 /// One request as the timeline saw it: latency (responses only) and outcome.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {

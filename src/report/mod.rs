@@ -286,16 +286,7 @@ mod tests {
         let report = Report::new(fixture::experiment(1), None).unwrap();
         let page = html(&report);
         assert_well_formed(&page);
-        for id in [
-            "latency",
-            "latency-good-bad",
-            "throughput",
-            "status-codes",
-            "availability",
-            "by-header",
-            "distribution",
-            "instances",
-        ] {
+        for id in fixture::CHART_SECTIONS {
             let start = page.find(&format!("<section id=\"{id}\">")).unwrap();
             let end = start + page[start..].find("</section>").unwrap();
             assert_eq!(page[start..end].matches("<svg").count(), 1, "{id}");
