@@ -16,7 +16,7 @@ use crate::slo::{covered_s, format_ms};
 /// No wider than the page's content box (1100 − 2 × 24 − 2 × 21), so the browser
 /// shows the SVG at its own size and 12 px text stays 12 px.
 const W: u32 = 1000;
-const H: u32 = 360;
+const H: u32 = 380;
 const FONT: &str = "sans-serif";
 /// Every time chart reserves the same label areas, left and right, whether or not
 /// it has a right axis: the plots then have one width and the fault bands align.
@@ -535,6 +535,7 @@ fn draw_time(report: &Report, chart: &TimeChart) -> Result<String, String> {
         let plot = frame(root, &chart.title, &keys, chart.note.as_deref())?;
         let mut c = ChartBuilder::on(&plot)
             .margin(MARGIN)
+            .margin_top(MARGIN + 17 * fault_rows(report))
             .x_label_area_size(BOTTOM_AREA)
             .y_label_area_size(LEFT_AREA)
             .right_y_label_area_size(RIGHT_AREA)
@@ -573,7 +574,7 @@ fn draw_time(report: &Report, chart: &TimeChart) -> Result<String, String> {
             report,
             &clock,
             |x| c.backend_coord(&(x, left.lo)).0,
-            yr,
+            yr.clone(),
         )?;
         for line in &chart.lines {
             let axis = if line.right { right } else { left };
@@ -604,7 +605,13 @@ fn draw_time(report: &Report, chart: &TimeChart) -> Result<String, String> {
                 .map_err(err)?;
             }
         }
-        Ok(())
+        draw_fault_labels(
+            root,
+            report,
+            &clock,
+            |x| c.backend_coord(&(x, left.lo)).0,
+            yr.start,
+        )
     })
 }
 
@@ -617,8 +624,8 @@ fn outline(root: &Root, x: &std::ops::Range<i32>, y: &std::ops::Range<i32>) -> R
     .map_err(err)
 }
 
-/// Shades each fault window (a line for an instantaneous fault), labels it, and
-/// marks where each stage starts, all clipped to the plot. Works in pixels: `px`
+/// Shades each fault window (a line for an instantaneous fault) and marks where
+/// each stage starts, all clipped to the plot. Works in pixels: `px`
 /// maps a time to its x pixel, `y` is the plot's pixel height range.
 fn draw_context(
     root: &Root,
@@ -644,11 +651,10 @@ fn draw_context(
         ))
         .map_err(err)?;
     }
-    for (i, f) in report
+    for f in report
         .faults()
         .iter()
         .filter(|f| f.error.is_none() && f.start_s <= clock.end)
-        .enumerate()
     {
         let x0 = px(f.start_s);
         let x1 = f.end_s.map_or(x0, |e| px(e.min(clock.end))).max(x0 + 3);
@@ -662,10 +668,41 @@ fn draw_context(
             FAULT.mix(0.8).stroke_width(2),
         ))
         .map_err(err)?;
-        // Staggered so that faults close together do not print over each other.
+    }
+    Ok(())
+}
+
+/// Rows of fault labels above a time chart's plot (faults close together take
+/// turns, three rows at most).
+fn fault_rows(report: &Report) -> u32 {
+    report
+        .faults()
+        .iter()
+        .filter(|f| f.error.is_none())
+        .count()
+        .min(3) as u32
+}
+
+/// The faults' labels, in the rows above the plot: inside it they would hide a
+/// line at the top (or be crossed out by one).
+fn draw_fault_labels(
+    root: &Root,
+    report: &Report,
+    clock: &Clock,
+    px: impl Fn(f64) -> i32,
+    top: i32,
+) -> Result<(), String> {
+    let rows = fault_rows(report) as i32;
+    for (i, f) in report
+        .faults()
+        .iter()
+        .filter(|f| f.error.is_none() && f.start_s <= clock.end)
+        .enumerate()
+    {
+        let row = i as i32 % 3;
         root.draw(&Text::new(
             format!("⚡ {}", f.label),
-            (x0 + 4, y.start + 4 + (i as i32 % 3) * 16),
+            (px(f.start_s) + 3, top - 17 * (rows - row) + 1),
             font(TEXT_PX).color(&FAULT),
         ))
         .map_err(err)?;
