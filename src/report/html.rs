@@ -3,7 +3,8 @@
 
 use super::charts;
 use super::tables::{
-    failures, run_line, sections, verdict_line, warnings, Section, SectionId, MET, NOT_MET,
+    failures, run_line, sections, stack_line, verdict_line, warnings, Section, SectionId, MET,
+    NOT_MET,
 };
 use super::Report;
 
@@ -58,9 +59,15 @@ pub fn html(report: &Report) -> String {
         Some(_) => "failed",
     };
     out.push_str(&format!(
-        "<header>\n<h1>slolab: {}</h1>\n<p class=\"run\">{}</p>\n<p class=\"verdict {class}\">{}</p>\n",
+        "<header>\n<h1>slolab: {}</h1>\n<p class=\"run\">{}</p>\n",
         esc(&title),
         esc(&run_line(report)),
+    ));
+    if let Some(stack) = stack_line(report) {
+        out.push_str(&format!("<p class=\"run stack\">{}</p>\n", esc(&stack)));
+    }
+    out.push_str(&format!(
+        "<p class=\"verdict {class}\">{}</p>\n",
         esc(&verdict_line(report))
     ));
     let failed = failures(report);
@@ -93,40 +100,62 @@ pub fn html(report: &Report) -> String {
         .results
         .total_histogram()
         .unwrap_or_else(|_| loadgen::results::new_histogram());
+    let header = charts::header_name(report);
     let charted = [
         (
             "latency",
-            "Latency over time",
+            "Latency over time".to_string(),
             charts::latency_over_time(report),
             vec![SectionId::Stages],
         ),
         (
+            "latency-good-bad",
+            "Latency of good and bad responses".to_string(),
+            charts::latency_good_bad(report),
+            vec![],
+        ),
+        (
             "throughput",
-            "Throughput and errors",
+            "Throughput and errors".to_string(),
             charts::throughput_over_time(report),
             vec![SectionId::Outcomes],
         ),
         (
+            "status-codes",
+            "Status codes over time".to_string(),
+            charts::status_codes_over_time(report),
+            vec![],
+        ),
+        (
             "availability",
-            "Availability and faults",
+            "Availability and faults".to_string(),
             charts::availability_over_time(report),
             vec![SectionId::Faults],
         ),
         (
+            "by-header",
+            format!("Responses by {header} over time (share)"),
+            charts::by_header_over_time(report),
+            vec![],
+        ),
+        (
             "distribution",
-            "Latency distribution",
+            "Latency distribution".to_string(),
             charts::latency_distribution(report, &total),
             vec![SectionId::Measurements],
         ),
         (
             "instances",
-            "Requests per instance",
+            format!("Responses per {header}"),
             charts::requests_per_instance(report),
             vec![SectionId::Instances],
         ),
     ];
     for (id, heading, chart, ids) in charted {
-        out.push_str(&format!("<section id=\"{id}\">\n<h2>{heading}</h2>\n"));
+        out.push_str(&format!(
+            "<section id=\"{id}\">\n<h2>{}</h2>\n",
+            esc(&heading)
+        ));
         match chart {
             Ok(svg) => out.push_str(&format!("<figure>\n{}\n</figure>\n", strip_prolog(&svg))),
             Err(e) => out.push_str(&format!(

@@ -1,7 +1,7 @@
 //! The Markdown report, for `$GITHUB_STEP_SUMMARY` or a PR comment: GitHub-flavoured
 //! tables, the verdict in the heading so it shows in notifications.
 
-use super::tables::{run_line, sections, verdict_items, verdict_line, warnings};
+use super::tables::{run_line, sections, stack_line, verdict_items, verdict_line, warnings};
 use super::Report;
 
 pub fn markdown(report: &Report) -> String {
@@ -12,6 +12,9 @@ pub fn markdown(report: &Report) -> String {
         out.push_str(&format!("- {mark} {}\n", cell(&line)));
     }
     out.push_str(&format!("\n{}\n", cell(&run_line(report))));
+    if let Some(stack) = stack_line(report) {
+        out.push_str(&format!("\n{}\n", cell(&stack)));
+    }
     for w in warnings(report) {
         out.push_str(&format!("\n> **Warning:** {}\n", cell(&w)));
     }

@@ -297,19 +297,13 @@ mod tests {
         let report = Report::new(fixture::experiment(1), None).unwrap();
         let page = html(&report);
         assert_well_formed(&page);
-        for id in [
-            "latency",
-            "throughput",
-            "availability",
-            "distribution",
-            "instances",
-        ] {
+        for id in fixture::CHART_SECTIONS {
             let start = page.find(&format!("<section id=\"{id}\">")).unwrap();
             let end = start + page[start..].find("</section>").unwrap();
             assert_eq!(page[start..end].matches("<svg").count(), 1, "{id}");
         }
-        // Every fault is shaded and labelled on the time charts.
-        assert_eq!(page.matches("⚡ kill api-2").count(), 3);
+        // Every fault is shaded and labelled on the six time charts.
+        assert_eq!(page.matches("⚡ kill api-2").count(), 6);
         assert!(page.contains("p95 SLO ≤ 100.0 ms"));
     }
 
@@ -355,7 +349,7 @@ mod tests {
         let page = html(&report);
         assert_well_formed(&page);
         // Charts still drawn; the instance chart says why it is empty.
-        assert_eq!(page.matches("<svg").count(), 5);
+        assert_eq!(page.matches("<svg").count(), 8);
         assert!(page.contains("did not track an instance header"));
     }
 

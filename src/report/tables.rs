@@ -144,6 +144,44 @@ pub fn run_line(report: &Report) -> String {
     s
 }
 
+/// What was under load, e.g. "stack: 4 instances · gateway builtin (round-robin) ·
+/// db postgres · cache redis": the stack slolab started (else the profile's
+/// `[stack]`), or the external URL. None for a plain load run.
+pub fn stack_line(report: &Report) -> Option<String> {
+    let section = report.results.extra.get(super::EXPERIMENT_KEY)?;
+    let target = section.get("target");
+    let stack = target
+        .and_then(|t| t.get("stack"))
+        .filter(|s| s.is_object())
+        .or_else(|| {
+            section
+                .get("profile")?
+                .get("stack")
+                .filter(|s| s.is_object())
+        });
+    let Some(stack) = stack else {
+        let url = target.and_then(|t| t.get("url")?.as_str())?;
+        return Some(format!("target: {url} (external)"));
+    };
+    let field = |k: &str| match stack.get(k) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let dash = || "–".to_string();
+    let instances = field("instances").unwrap_or_else(dash);
+    let mut gateway = field("gateway").unwrap_or_else(dash);
+    if let Some(b) = field("balance") {
+        gateway.push_str(&format!(" ({b})"));
+    }
+    Some(format!(
+        "stack: {instances} instance{} · gateway {gateway} · db {} · cache {}",
+        if instances == "1" { "" } else { "s" },
+        field("db").unwrap_or_else(dash),
+        field("cache").unwrap_or_else(dash),
+    ))
+}
+
 /// Warnings a reader must not miss: interrupted runs, a generator that fell behind.
 pub fn warnings(report: &Report) -> Vec<String> {
     let r = &report.results;

@@ -3,13 +3,17 @@
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use super::tables::{run_line, sections, verdict_items, verdict_line, warnings};
+use super::tables::{run_line, sections, stack_line, verdict_items, verdict_line, warnings};
 use super::Report;
 
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!("slolab report — {}\n", report.title()));
-    out.push_str(&format!("{}\n\n", run_line(report)));
+    out.push_str(&format!("{}\n", run_line(report)));
+    if let Some(stack) = stack_line(report) {
+        out.push_str(&format!("{stack}\n"));
+    }
+    out.push('\n');
     for w in warnings(report) {
         out.push_str(&format!("warning: {w}\n"));
     }
