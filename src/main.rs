@@ -40,10 +40,7 @@ fn main() -> ExitCode {
                 e.exit();
             }
             let text = e.render().to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .collect();
+            let message: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).collect();
             if message.is_empty() {
                 eprintln!("error: bad command line");
             } else {

@@ -135,8 +135,13 @@ impl Injector {
             }
         }
         let origin = options.origin.unwrap_or_else(Instant::now);
-        let origin_wall =
-            Utc::now() - chrono::Duration::from_std(origin.elapsed()).unwrap_or_default();
+        // The origin may lie ahead (a runner sets t = 0 a moment in the future).
+        let now = Instant::now();
+        let origin_wall = if origin > now {
+            Utc::now() + chrono::Duration::from_std(origin - now).unwrap_or_default()
+        } else {
+            Utc::now() - chrono::Duration::from_std(now - origin).unwrap_or_default()
+        };
         Ok((
             Arc::new(Injector {
                 components,

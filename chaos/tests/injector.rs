@@ -316,3 +316,45 @@ async fn control_routes_inject_list_and_revert() {
     assert!(body.contains("api-1"));
     assert!(wait_stopped(pid, false));
 }
+
+/// One clock: a runner hands the injector the load's origin (here a moment in
+/// the future, as `slolab run` does) and fires a fault at a planned offset from
+/// it; the event's start is stamped on that same origin: it lies between two
+/// readings of the origin's clock taken around the injection (no timing bound:
+/// only the order of readings of one clock), and so at or after the planned offset.
+#[tokio::test]
+async fn events_are_stamped_on_the_origin_the_runner_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = Arc::new(LocalComponents::default());
+    components.add_process("api-1", ComponentKind::Api);
+    let origin = tokio::time::Instant::now() + Duration::from_millis(50);
+    let (inj, _) = Injector::new(
+        components.clone(),
+        InjectorOptions {
+            seed: 1,
+            ledger_dir: Some(dir.path().to_path_buf()),
+            origin: Some(origin),
+        },
+    )
+    .unwrap();
+    let at = Duration::from_millis(120);
+    tokio::time::sleep_until(origin + at).await;
+    let before = origin.elapsed().as_secs_f64();
+    let mut req = request("pause", "api-1");
+    req.duration = Some(Duration::from_secs(60));
+    let events = inj.inject(&req).await.unwrap();
+    let after = origin.elapsed().as_secs_f64();
+    let start = &events[0].start;
+    assert!(before >= at.as_secs_f64());
+    assert!(
+        before <= start.offset_s && start.offset_s <= after,
+        "stamped {} s from the origin, read {before}..{after} s around the injection",
+        start.offset_s
+    );
+    // The wall stamp is the origin's wall time plus the same offset: two stamps
+    // of one event never disagree about where it lies.
+    let revert = inj.revert_all().await;
+    let end = revert[0].end.as_ref().unwrap();
+    let wall_gap = (end.wall - start.wall).num_microseconds().unwrap() as f64 / 1e6;
+    assert!((wall_gap - (end.offset_s - start.offset_s)).abs() < 1e-5);
+}

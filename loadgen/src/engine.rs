@@ -852,6 +852,7 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, LoadError> {
 
 pub(crate) async fn run(
     plan: LoadPlan,
+    origin: Option<Instant>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     progress: Option<watch::Sender<Progress>>,
     rows: Option<mpsc::Sender<RequestRow>>,
@@ -892,12 +893,19 @@ pub(crate) async fn run(
     };
     let tls = tls::client_config(plan.transport.http2)
         .map_err(|e| LoadError::Plan(format!("cannot set up TLS: {e}")))?;
-    let started_at = chrono::Utc::now();
     // Once for every worker (each draws from it with its own seeded stream).
     let pick = (plan.requests.len() > 1).then(|| {
         WeightedIndex::new(plan.requests.iter().map(|r| r.weight)).expect("weights validated")
     });
-    let start = Instant::now();
+    // t = 0 of the schedule and the timeline: the caller's origin when it gives
+    // one (so faults and other clocks share it exactly), else now.
+    if let Some(origin) = origin {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(origin)).await;
+    }
+    let start = origin.unwrap_or_else(Instant::now);
+    let started_at = chrono::Utc::now()
+        - chrono::Duration::from_std(Instant::now().saturating_duration_since(start))
+            .unwrap_or_default();
     let shared = Arc::new(Shared {
         interval_us: plan.interval.as_micros() as u64,
         pick,

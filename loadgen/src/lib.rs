@@ -125,7 +125,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     progress: Option<watch::Sender<Progress>>,
 ) -> Result<Results, LoadError> {
-    engine::run(plan, shutdown, progress, None).await
+    engine::run(plan, None, shutdown, progress, None).await
+}
+
+/// [`run`] with t = 0 at `origin` (waited for when it is in the future): the
+/// schedule, the timeline and `run.started_at` are all measured from it, so a
+/// caller that drives something else on the same origin (the chaos plan, other
+/// shards) shares one clock with the load instead of re-parsing timestamps.
+pub async fn run_from(
+    plan: LoadPlan,
+    origin: std::time::Instant,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    progress: Option<watch::Sender<Progress>>,
+) -> Result<Results, LoadError> {
+    engine::run(plan, Some(origin), shutdown, progress, None).await
 }
 
 /// [`run`], also streaming one [`RequestRow`] per response into `rows` (bounded:
@@ -136,7 +149,7 @@ pub async fn run_with_rows(
     progress: Option<watch::Sender<Progress>>,
     rows: mpsc::Sender<RequestRow>,
 ) -> Result<Results, LoadError> {
-    engine::run(plan, shutdown, progress, Some(rows)).await
+    engine::run(plan, None, shutdown, progress, Some(rows)).await
 }
 
 /// Builds a runtime with `plan.threads` worker threads (0: one per core; 1: a

@@ -103,12 +103,13 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
     let faults = target.finish_chaos().await;
     let target_info = target.info();
     let leftovers = target.stop().await;
-    let (mut results, chaos_t0) = measured?;
+    let mut results = measured?;
 
     let interrupted = interrupt.is_set() || results.run.interrupted;
     // The analysis reads this: an interrupted run gets no verdict.
     results.run.interrupted = interrupted;
-    let mut faults = align_faults(faults, &results, chaos_t0);
+    // Fault offsets were taken on the load's own origin: no shift to apply.
+    let mut faults = faults;
     if interrupted && profile.stack.is_some() {
         faults.extend(never_fired(loaded, seed, &faults)?);
     }
@@ -162,11 +163,15 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
 
 /// Warm-up, then the measured load with the chaos plan firing alongside. The
 /// returned instant-in-wall-time is when the chaos clock started (t = 0).
+/// How far ahead of now the shared origin is set: enough for the chaos task and
+/// the load's workers to be waiting when it comes, short enough to be unnoticed.
+const CLOCK_LEAD: Duration = Duration::from_millis(50);
+
 async fn measure(
     plan: &ExperimentPlan,
     target: &mut RunningTarget,
     interrupt: &Interrupt,
-) -> anyhow::Result<(Results, chrono::DateTime<chrono::Utc>)> {
+) -> anyhow::Result<Results> {
     if let Some(warmup) = plan.warmup_plan() {
         eprintln!(
             "slolab run: warming up for {}",
@@ -180,38 +185,21 @@ async fn measure(
         anyhow::bail!("interrupted during the warm-up; nothing was measured");
     }
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
-    let chaos_t0 = chrono::Utc::now();
-    let fault_notes = target.start_chaos()?;
+    // One clock: t = 0 of the load's schedule and timeline and of the chaos plan
+    // is this one instant, a moment ahead so both are ready when it comes.
+    let origin = std::time::Instant::now() + CLOCK_LEAD;
+    let fault_notes = target.start_chaos(origin)?;
     let bar = ProgressBar::start(plan, progress_rx, fault_notes);
-    let results = loadgen::run(
+    let results = loadgen::run_from(
         plan.load.clone(),
+        origin,
         interrupt.clone().wait(),
         Some(progress_tx),
     )
     .await
     .context("measured load");
     bar.finish().await;
-    Ok((results?, chaos_t0))
-}
-
-/// Fault times were taken on the chaos clock (started just before the load);
-/// shift them onto the results' clock, whose zero is `run.started_at`.
-fn align_faults(
-    mut faults: Vec<FaultRecord>,
-    results: &Results,
-    chaos_t0: chrono::DateTime<chrono::Utc>,
-) -> Vec<FaultRecord> {
-    let shift = chrono::DateTime::parse_from_rfc3339(&results.run.started_at)
-        .map(|start| (chaos_t0 - start.with_timezone(&chrono::Utc)).num_microseconds())
-        .ok()
-        .flatten()
-        .map(|us| us as f64 / 1e6)
-        .unwrap_or(0.0);
-    for f in &mut faults {
-        f.start_s = (f.start_s + shift).max(0.0);
-        f.end_s = f.end_s.map(|e| (e + shift).max(0.0));
-    }
-    faults
+    results
 }
 
 /// Faults of the chaos plan that an interrupt stopped before they fired, recorded

@@ -111,14 +111,19 @@ impl RunningTarget {
         }
     }
 
-    /// Starts the chaos clock: faults fire at their offsets from now. The
-    /// receiver gets one line per fault as it fires, for the progress display.
-    pub fn start_chaos(&mut self) -> anyhow::Result<mpsc::UnboundedReceiver<String>> {
+    /// Starts the chaos plan on the load's clock: faults fire at their offsets
+    /// from `origin` (the load's t = 0) and their events are stamped from it, so
+    /// fault windows and the timeline share one clock. The receiver gets one
+    /// line per fault as it fires, for the progress display.
+    pub fn start_chaos(
+        &mut self,
+        origin: std::time::Instant,
+    ) -> anyhow::Result<mpsc::UnboundedReceiver<String>> {
         let (notes, notes_rx) = mpsc::unbounded_channel();
         let Self::Stack(run) = self else {
             return Ok(notes_rx);
         };
-        let origin = tokio::time::Instant::now();
+        let origin = tokio::time::Instant::from_std(origin);
         let (injector, _recovery) = Injector::new(
             run.stack.registry(),
             InjectorOptions {
