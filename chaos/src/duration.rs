@@ -28,6 +28,21 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// [`parse`], refusing zero: for lengths that must be positive (a stage, a
+/// window, a recovery limit).
+pub fn parse_positive(text: &str) -> Result<Duration, String> {
+    let d = parse(text)?;
+    if d.is_zero() {
+        return Err(format!("`{text}`: the duration must be more than 0"));
+    }
+    Ok(d)
+}
+
+/// A duration the way users write them ("1m 30s", "200ms"): the inverse of [`parse`].
+pub fn format(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// The same for `Option<Duration>` fields.
 pub mod option {
     use super::*;
