@@ -426,9 +426,15 @@ pub fn sections(report: &Report) -> Vec<Section> {
             .track_header
             .clone()
             .unwrap_or_else(|| "Instance".into());
+        // X-Served-By names instances; any other header (X-Cache) is its own thing.
+        let title = if header.eq_ignore_ascii_case(crate::run::plan::TRACK_HEADER) {
+            "Requests per instance".to_string()
+        } else {
+            format!("Responses by {header}")
+        };
         let mut s = Section::new(
             SectionId::Instances,
-            "Requests per instance",
+            &title,
             &[header.as_str(), "Responses", "Share"],
         );
         let total: u64 = t.by_header.values().sum();
