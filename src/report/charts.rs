@@ -773,7 +773,7 @@ fn latency_spec(report: &Report) -> Option<TimeChart> {
     );
     latency_chart(
         report,
-        "Latency over time (p50 / p95 / p99 per interval)",
+        "Latency over time, every response (p50 / p95 / p99 per interval)",
         lines,
     )
 }
@@ -783,7 +783,7 @@ pub fn latency_over_time(report: &Report) -> Result<String, String> {
     match latency_spec(report) {
         Some(c) => draw_time(report, &c),
         None => empty(
-            "Latency over time (p50 / p95 / p99 per interval)",
+            "Latency over time, every response (p50 / p95 / p99 per interval)",
             "no responses were measured",
         ),
     }
