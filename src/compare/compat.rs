@@ -6,8 +6,11 @@ use loadgen::Results;
 
 use super::sample::RunInput;
 
-/// What must match, as (what, value) pairs in a stable order.
-fn shape(r: &Results) -> Vec<(&'static str, String)> {
+/// What must match, as (field path, value) pairs in a stable order. Paths
+/// name the results file's fields (`plan.connections`, `host.cpus`) and, for
+/// a run's profile, the profile's own fields (`stack.gateway`,
+/// `load.stages[1].rate`), so `--allow` takes what the user wrote.
+fn shape(r: &Results) -> Vec<(String, String)> {
     let p = &r.plan;
     let mix = p
         .requests
@@ -23,23 +26,61 @@ fn shape(r: &Results) -> Vec<(&'static str, String)> {
         .collect::<Vec<_>>()
         .join(", ");
     let h = &r.run.host;
-    let (profile_name, profile_settings) = profile(r);
-    vec![
-        ("profile", profile_name),
-        ("profile settings", profile_settings),
-        ("load model", json(&p.model)),
-        ("stop condition", json(&p.stop)),
-        ("connections", p.connections.to_string()),
-        ("request mix", mix),
-        ("timeout", humantime::format_duration(p.timeout).to_string()),
-        ("keep-alive", p.keepalive.to_string()),
-        ("compression", p.compression.to_string()),
-        ("follow redirects", p.follow_redirects.to_string()),
-        ("availability policy (bad outcomes)", json(&p.bad)),
-        ("hostname", h.hostname.clone()),
-        ("host cpus", h.cpus.to_string()),
-        ("host os/arch", format!("{}/{}", h.os, h.arch)),
-    ]
+    let mut out: Vec<(String, String)> = vec![
+        ("plan.model".into(), json(&p.model)),
+        ("plan.stop".into(), json(&p.stop)),
+        ("plan.connections".into(), p.connections.to_string()),
+        ("plan.requests".into(), mix),
+        (
+            "plan.timeout".into(),
+            humantime::format_duration(p.timeout).to_string(),
+        ),
+        ("plan.keepalive".into(), p.keepalive.to_string()),
+        ("plan.compression".into(), p.compression.to_string()),
+        (
+            "plan.follow_redirects".into(),
+            p.follow_redirects.to_string(),
+        ),
+        ("plan.bad".into(), json(&p.bad)),
+        ("host.hostname".into(), h.hostname.clone()),
+        ("host.cpus".into(), h.cpus.to_string()),
+        ("host.os".into(), format!("{}/{}", h.os, h.arch)),
+    ];
+    let experiment = r.extra.get("experiment");
+    let name = experiment
+        .and_then(|e| e.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("(none)");
+    out.push(("name".into(), name.to_string()));
+    if let Some(profile) = experiment.and_then(|e| e.get("profile")) {
+        leaves("", profile, &mut out);
+    }
+    out
+}
+
+/// The leaves of a profile as (path, JSON text): tables by key, arrays by index.
+fn leaves(path: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                leaves(&p, v, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                leaves(&format!("{path}[{i}]"), v, out);
+            }
+        }
+        // The name is compared once, above; unset and null are alike.
+        serde_json::Value::Null => {}
+        leaf if path != "name" => out.push((path.to_string(), leaf.to_string())),
+        _ => {}
+    }
 }
 
 /// JSON text of plan parts, so enum variants and their fields compare and print
@@ -55,21 +96,7 @@ pub fn url_path(url: &str) -> &str {
     rest.find(['/', '?']).map_or("/", |i| &rest[i..])
 }
 
-/// The experiment's profile: its name, and its parsed settings (compared
-/// whole: the same name with other stages is another experiment).
-fn profile(r: &Results) -> (String, String) {
-    let e = r.extra.get("experiment");
-    let field = |k: &str| e.and_then(|e| e.get(k));
-    (
-        field("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("(none)")
-            .to_string(),
-        field("profile").map_or("(none)".into(), |p| p.to_string()),
-    )
-}
-
-/// Long values (a whole profile) are cut for the message.
+/// Long values (a request mix) are cut for the message.
 fn shorten(s: &str) -> String {
     match s.char_indices().nth(100) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -77,9 +104,47 @@ fn shorten(s: &str) -> String {
     }
 }
 
-/// Every difference between the first base run and each other run, one line
-/// each, naming the field, both values and both files.
-pub fn differences(base: &[RunInput], head: &[RunInput]) -> Vec<String> {
+/// One field whose value differs between the first base run and another run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub path: String,
+    pub base: String,
+    pub other: String,
+    /// Which side the other run is on, and its file.
+    pub side: &'static str,
+    pub file: String,
+}
+
+impl Difference {
+    /// Whether `--allow PATH` covers it: the path itself or anything under it
+    /// (`stack` allows `stack.gateway`; `load.stages` allows `load.stages[1].rate`).
+    pub fn allowed_by(&self, allow: &str) -> bool {
+        let allow = allow.trim_end_matches('.');
+        self.path == allow
+            || self
+                .path
+                .strip_prefix(allow)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    }
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} → {} ({} {})",
+            self.path,
+            shorten(&self.base),
+            shorten(&self.other),
+            self.side,
+            self.file
+        )
+    }
+}
+
+/// Every difference between the first base run and each other run, one per
+/// field and run; a field set on one side only reads "(unset)" on the other.
+pub fn differences(base: &[RunInput], head: &[RunInput]) -> Vec<Difference> {
     let Some(reference) = base.first() else {
         return Vec::new();
     };
@@ -87,15 +152,28 @@ pub fn differences(base: &[RunInput], head: &[RunInput]) -> Vec<String> {
     let mut out = Vec::new();
     for (side, runs) in [("base", base), ("head", head)] {
         for run in runs {
-            for ((what, a), (_, b)) in want.iter().zip(shape(&run.results)) {
-                if *a != b {
-                    out.push(format!(
-                        "{what}: {} (base {}) vs {} ({side} {})",
-                        shorten(a),
-                        reference.path.display(),
-                        shorten(&b),
-                        run.path.display()
-                    ));
+            let got = shape(&run.results);
+            let value = |v: &[(String, String)], path: &str| {
+                v.iter()
+                    .find(|(p, _)| p == path)
+                    .map_or_else(|| "(unset)".to_string(), |(_, v)| v.clone())
+            };
+            let mut paths: Vec<&String> = want.iter().map(|(p, _)| p).collect();
+            paths.extend(
+                got.iter()
+                    .map(|(p, _)| p)
+                    .filter(|p| !want.iter().any(|(w, _)| w == *p)),
+            );
+            for path in paths {
+                let (a, b) = (value(&want, path), value(&got, path));
+                if a != b {
+                    out.push(Difference {
+                        path: path.clone(),
+                        base: a,
+                        other: b,
+                        side,
+                        file: run.path.display().to_string(),
+                    });
                 }
             }
         }
@@ -126,14 +204,65 @@ mod tests {
             "experiment".into(),
             serde_json::json!({ "name": "spike", "profile": {} }),
         );
-        let d = differences(&[input("a.json", base)], &[input("b.json", other)]);
-        assert_eq!(d.len(), 4, "{d:#?}");
-        assert_eq!(d[0], "profile: (none) (base a.json) vs spike (head b.json)");
+        let d: Vec<String> = differences(&[input("a.json", base)], &[input("b.json", other)])
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(d.len(), 3, "{d:#?}");
         assert!(
-            d.contains(&"connections: 10 (base a.json) vs 50 (head b.json)".to_string()),
+            d.contains(&"name: (none) → spike (head b.json)".to_string()),
             "{d:#?}"
         );
-        assert!(d.iter().any(|l| l.starts_with("hostname: ci")), "{d:#?}");
+        assert!(
+            d.contains(&"plan.connections: 10 → 50 (head b.json)".to_string()),
+            "{d:#?}"
+        );
+        assert!(
+            d.iter()
+                .any(|l| l.starts_with("host.hostname: ci → laptop")),
+            "{d:#?}"
+        );
+    }
+
+    fn with_profile(seed: u64, profile: serde_json::Value) -> loadgen::Results {
+        let mut r = service(seed, 2, 10, 1000.0, 0, 0);
+        r.extra.insert(
+            "experiment".into(),
+            serde_json::json!({ "name": "nginx-vs-builtin", "profile": profile }),
+        );
+        r
+    }
+
+    #[test]
+    fn a_profile_difference_is_named_by_its_field_path() {
+        let base = with_profile(
+            1,
+            serde_json::json!({ "name": "nginx-vs-builtin", "stack": { "gateway": "nginx", "instances": 4 },
+                                "load": { "stages": [ { "rate": 100 }, { "rate": 400 } ] } }),
+        );
+        let head = with_profile(
+            2,
+            serde_json::json!({ "name": "nginx-vs-builtin", "stack": { "gateway": "builtin", "instances": 4 },
+                                "load": { "stages": [ { "rate": 100 }, { "rate": 500 } ] }, "seed": 3 }),
+        );
+        let d = differences(&[input("a.json", base)], &[input("b.json", head)]);
+        let lines: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "load.stages[1].rate: 400 → 500 (head b.json)",
+                "stack.gateway: \"nginx\" → \"builtin\" (head b.json)",
+                "seed: (unset) → 3 (head b.json)",
+            ],
+            "{lines:#?}"
+        );
+        assert!(d[1].allowed_by("stack.gateway") && d[1].allowed_by("stack"));
+        assert!(
+            !d[1].allowed_by("stack.gate"),
+            "a prefix of a name is not its parent"
+        );
+        assert!(d[0].allowed_by("load.stages") && d[0].allowed_by("load.stages[1]"));
+        assert!(!d[0].allowed_by("stack"));
     }
 
     #[test]

@@ -40,12 +40,21 @@ Method:
   error rate must grow by the threshold and by at least 0.01 percentage points).
   The resampling is seeded, so the same inputs give the same output.
 
+  With one run on a side a worse interval is reported as unconfirmed (exit 0,
+  with a warning): a burst of machine noise in one run looks the same. It is a
+  regression only when each side has several runs (run-to-run noise is then
+  resampled), or when head's median interval is worse than base's worst
+  interval by more than the threshold (a shift no burst explains).
+
   Runs must have the same load shape (model, stages, stop, connections, request
   mix and URL paths, timeout, keep-alive), the same host (hostname, cpus) and
-  profile; otherwise compare refuses and names what differs (--force overrides).
+  profile; otherwise compare refuses and names each differing field as
+  `path: base → head`. --allow PATH declares an intended difference (the field
+  and everything under it, e.g. --allow stack.gateway); --force compares anyway.
+  Interrupted runs are left out unless --include-interrupted.
 
 Exit codes:
-  0  no regression
+  0  no regression (an unconfirmed change is a warning, not a regression)
   1  bad input: unreadable or incomparable results
   4  a metric is worse";
 
@@ -79,9 +88,16 @@ pub struct CompareArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// An intended difference: runs that differ in this field (or under it,
+    /// e.g. `stack.gateway`, `stack`, `load.stages[1].rate`) are compared; repeatable.
+    #[arg(long = "allow", value_name = "PATH")]
+    allow: Vec<String>,
     /// Compare even when the runs' load shape, host or profile differ.
     #[arg(long)]
     force: bool,
+    /// Pool interrupted runs too (they cover only what ran; left out by default).
+    #[arg(long)]
+    include_interrupted: bool,
 }
 
 pub fn main(args: CompareArgs) -> anyhow::Result<ExitCode> {
@@ -124,21 +140,37 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
     if base_paths.is_empty() || head_paths.is_empty() {
         anyhow::bail!("give both BASE and HEAD (or --base and --head)");
     }
-    let base = load_side(&base_paths)?;
-    let head = load_side(&head_paths)?;
-
     let mut warnings = Vec::new();
-    let differences = compat::differences(&base, &head);
-    if !differences.is_empty() {
+    let base = completed(load_side(&base_paths)?, "base", args, &mut warnings)?;
+    let head = completed(load_side(&head_paths)?, "head", args, &mut warnings)?;
+
+    let (allowed, refused): (Vec<_>, Vec<_>) = compat::differences(&base, &head)
+        .into_iter()
+        .partition(|d| args.allow.iter().any(|a| d.allowed_by(a)));
+    warnings.extend(
+        allowed
+            .iter()
+            .map(|d| format!("intended difference (--allow): {d}")),
+    );
+    if !refused.is_empty() {
         if !args.force {
+            let mut paths: Vec<&str> = refused.iter().map(|d| d.path.as_str()).collect();
+            paths.dedup();
+            let lines: Vec<String> = refused.iter().map(|d| d.to_string()).collect();
             anyhow::bail!(
-                "the runs are not comparable:\n  {}\n(compare runs of the same load on the same host, or pass --force)",
-                differences.join("\n  ")
+                "the runs are not comparable:\n  {}\n(compare runs of the same load on the same host; \
+                 if a difference is the point of the comparison, declare it: {})",
+                lines.join("\n  "),
+                paths
+                    .iter()
+                    .map(|p| format!("--allow {p}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
         warnings.extend(
-            differences
-                .into_iter()
+            refused
+                .iter()
                 .map(|d| format!("compared anyway (--force): {d}")),
         );
     }
@@ -160,10 +192,12 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
     }
 
     let (scale, base_side, head_side) = sample::build_sides(&base, &head)?;
-    if base.len() == 1 || head.len() == 1 {
+    let single = base.len() == 1 || head.len() == 1;
+    if single {
         warnings.push(
-            "one run on a side: run-to-run noise cannot be measured, only the threshold guards \
-             against it (ci/compare-commits.sh runs 3 per side, interleaved)"
+            "one run on a side: run-to-run noise cannot be measured, so a worse interval is only \
+             unconfirmed unless the change is outside the runs' interval-to-interval spread \
+             (ci/compare-commits.sh runs 3 per side, interleaved)"
                 .into(),
         );
     }
@@ -176,6 +210,19 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
         min_recover_change_s: base[0].results.plan.interval.as_secs_f64(),
     };
     let findings = stats::compare(&scale, &base_side, &head_side, &settings);
+    let unconfirmed: Vec<&'static str> = findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Unconfirmed)
+        .map(|f| f.metric.name())
+        .collect();
+    if !unconfirmed.is_empty() {
+        warnings.push(format!(
+            "{} looks worse, unconfirmed: with one run on a side this cannot be told from a burst of \
+             machine noise; rerun each side 3 times, interleaved, and compare them all \
+             (--base B1 --base B2 --base B3 --head H1 --head H2 --head H3, or ci/compare-commits.sh)",
+            unconfirmed.join(", ")
+        ));
+    }
 
     Ok(Report {
         base: summary(&base, &base_side),
@@ -192,6 +239,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
             .filter(|f| f.verdict == Verdict::Worse)
             .map(|f| f.metric.name())
             .collect(),
+        unconfirmed,
         metrics: findings.iter().map(MetricRow::new).collect(),
         warnings,
     })
@@ -208,9 +256,9 @@ fn run_warnings(side: &str, r: &RunInput) -> Vec<String> {
             if n == 1 { "" } else { "s" }
         ));
     }
-    if r.results.run.interrupted {
+    if interrupted(&r.results) {
         w.push(format!(
-            "{side} run {path} was interrupted; it covers only what ran"
+            "{side} run {path} was interrupted and is pooled (--include-interrupted); it covers only what ran"
         ));
     }
     if r.results.pacer.as_ref().is_some_and(|p| p.fell_behind) {
@@ -219,6 +267,50 @@ fn run_warnings(side: &str, r: &RunInput) -> Vec<String> {
         ));
     }
     w
+}
+
+/// Whether a run ended early: the loadgen flag, or (files written before it
+/// was set by `run`) the experiment section's.
+fn interrupted(r: &Results) -> bool {
+    r.run.interrupted
+        || r.extra
+            .get("experiment")
+            .and_then(|e| e.get("interrupted"))
+            .and_then(|i| i.as_bool())
+            .unwrap_or(false)
+}
+
+/// A side's runs without the interrupted ones (an interrupted run has no
+/// verdict and covers only part of the plan), unless the user asked for them.
+fn completed(
+    runs: Vec<RunInput>,
+    side: &str,
+    args: &CompareArgs,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<RunInput>> {
+    if args.include_interrupted {
+        return Ok(runs);
+    }
+    let (kept, skipped): (Vec<_>, Vec<_>) =
+        runs.into_iter().partition(|r| !interrupted(&r.results));
+    for r in &skipped {
+        warnings.push(format!(
+            "{side} run {} was interrupted: left out (--include-interrupted pools it)",
+            r.path.display()
+        ));
+    }
+    if kept.is_empty() {
+        anyhow::bail!(
+            "every {side} run was interrupted ({}): an interrupted run has no verdict; \
+             rerun it, or pass --include-interrupted to compare what ran",
+            skipped
+                .iter()
+                .map(|r| r.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(kept)
 }
 
 fn summary(runs: &[RunInput], side: &Side) -> SideSummary {

@@ -57,6 +57,8 @@ pub struct Report {
     pub metrics: Vec<MetricRow>,
     /// Names of the metrics that got worse; non-empty means exit 4.
     pub regressions: Vec<&'static str>,
+    /// Metrics that look worse but a single run per side cannot confirm (exit 0).
+    pub unconfirmed: Vec<&'static str>,
     pub warnings: Vec<String>,
 }
 
@@ -210,7 +212,12 @@ impl Report {
     }
 
     fn verdict_line(&self) -> String {
-        if self.regressions.is_empty() {
+        if self.regressions.is_empty() && !self.unconfirmed.is_empty() {
+            format!(
+                "no confirmed regression ({} unconfirmed: rerun with several runs per side)",
+                self.unconfirmed.join(", ")
+            )
+        } else if self.regressions.is_empty() {
             "no regression".into()
         } else {
             format!("REGRESSION in {}", self.regressions.join(", "))
