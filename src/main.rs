@@ -10,6 +10,7 @@ mod cli;
 mod compare;
 mod exit;
 mod load;
+mod record;
 mod report;
 mod run;
 mod serve;

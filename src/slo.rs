@@ -446,23 +446,9 @@ impl SloSpec {
     }
 }
 
-/// A stage on the load clock, as the runner saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageWindow {
-    pub name: String,
-    pub start_s: f64,
-    pub end_s: f64,
-}
-
-/// A fault on the load clock: injected at `start_s`, reverted at `end_s` (`None`
-/// when there was nothing to revert, e.g. a kill, or the run ended first).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FaultWindow {
-    pub label: String,
-    pub start_s: f64,
-    #[serde(default)]
-    pub end_s: Option<f64>,
-}
+/// Stages and faults are the run record's own types: the analysis reads what
+/// the run wrote, not a copy of it.
+pub use crate::record::{FaultRecord, StageWindow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -842,7 +828,7 @@ pub fn analyze(
     results: &Results,
     spec: &SloSpec,
     stages: &[StageWindow],
-    faults: &[FaultWindow],
+    faults: &[FaultRecord],
 ) -> Result<SloAnalysis, SloError> {
     let timeline = &results.timeline;
     let hists = Histograms::decode(timeline, spec.latency_of)?;
@@ -920,7 +906,8 @@ pub fn analyze(
         1
     };
     let mut fault_out = Vec::new();
-    for f in faults {
+    // A fault whose injection failed never happened: nothing to analyse.
+    for f in faults.iter().filter(|f| f.error.is_none()) {
         let end = f.end_s.unwrap_or(f.start_s).max(f.start_s);
         let during_idx = window_indices(timeline, f.start_s, end);
         let during = WindowStats::merge(timeline, &hists, &during_idx);
@@ -1328,16 +1315,19 @@ mod tests {
                 name: "warm".into(),
                 start_s: 0.0,
                 end_s: 5.0,
+                ..Default::default()
             },
             StageWindow {
                 name: "spike".into(),
                 start_s: 5.0,
                 end_s: 8.0,
+                ..Default::default()
             },
             StageWindow {
                 name: "cool".into(),
                 start_s: 8.0,
                 end_s: 10.0,
+                ..Default::default()
             },
         ];
         let s = spec("p95 = \"250ms\"\n[[stage]]\nname = \"spike\"\np95 = \"150ms\"");
@@ -1375,10 +1365,11 @@ mod tests {
             .collect();
         let r = results(timeline);
         let s = spec("availability = \"99%\"\nrecovery = \"5s\"");
-        let kill = FaultWindow {
+        let kill = FaultRecord {
             label: "kill api-2".into(),
             start_s: 5.0,
             end_s: None,
+            ..Default::default()
         };
         let a = analyze(&r, &s, &[], std::slice::from_ref(&kill)).unwrap();
         let f = &a.faults[0];
@@ -1400,10 +1391,11 @@ mod tests {
         assert!(a.met, "{:?}", a.failures);
 
         // A fault mid-interval: recovery cannot start before the injection.
-        let late = FaultWindow {
+        let late = FaultRecord {
             label: "x".into(),
             start_s: 2.5,
             end_s: Some(3.0),
+            ..Default::default()
         };
         let a = analyze(&r, &s, &[], &[late]).unwrap();
         let f = &a.faults[0];
@@ -1441,10 +1433,11 @@ mod tests {
     fn a_4_2_s_outage_is_placed_between_4_and_5_s_at_1_s_resolution() {
         let r = outage_timeline(1.0, 100);
         let s = spec("availability = \"99.9%\"\nrecovery = \"5s\"");
-        let kill = FaultWindow {
+        let kill = FaultRecord {
             label: "kill api-1".into(),
             start_s: 5.0,
             end_s: None,
+            ..Default::default()
         };
         let a = analyze(&r, &s, &[], std::slice::from_ref(&kill)).unwrap();
         let f = &a.faults[0];
@@ -1475,10 +1468,11 @@ mod tests {
 
         // The same outage as a 4 s restart (reverted at 9.0 s): the objective
         // judges the time after the revert, 0–1 s, not the 4 s the fault was held.
-        let restart = FaultWindow {
+        let restart = FaultRecord {
             label: "restart postgres".into(),
             start_s: 5.0,
             end_s: Some(9.0),
+            ..Default::default()
         };
         let a = analyze(&r, &strict, &[], &[restart]).unwrap();
         let f = &a.faults[0];
@@ -1499,10 +1493,11 @@ mod tests {
         // 0.1 s intervals: the same 4.2 s outage lands in [4.1, 4.2] s.
         let r = outage_timeline(0.1, 10);
         let s = spec("availability = \"99.9%\"\nrecovery = \"5s\"");
-        let kill = FaultWindow {
+        let kill = FaultRecord {
             label: "kill api-1".into(),
             start_s: 5.0,
             end_s: None,
+            ..Default::default()
         };
         let a = analyze(&r, &s, &[], &[kill]).unwrap();
         let f = &a.faults[0];
@@ -1604,12 +1599,14 @@ mod tests {
             name: "warm".into(),
             start_s: 0.0,
             end_s: 10.0,
+            ..Default::default()
         }];
         // Injected 2 s before the interrupt: no full 5 s window after it.
-        let late = FaultWindow {
+        let late = FaultRecord {
             label: "kill api-2".into(),
             start_s: 8.0,
             end_s: None,
+            ..Default::default()
         };
         let a = analyze(&r, &s, &stages, &[late]).unwrap();
         assert_eq!(a.verdict(), Verdict::Interrupted);
@@ -1639,10 +1636,11 @@ mod tests {
             .map(|i| interval(i as f64, 1.0, &mixed(100, 0, 2_000)))
             .collect();
         let r = results(timeline);
-        let f = FaultWindow {
+        let f = FaultRecord {
             label: "latency".into(),
             start_s: 2.0,
             end_s: Some(4.0),
+            ..Default::default()
         };
         let a = analyze(&r, &spec("p99 = \"10ms\""), &[], &[f]).unwrap();
         assert_eq!(a.faults[0].time_to_recover_s, Some(0.0));
@@ -1665,10 +1663,11 @@ mod tests {
             .collect();
         let r = results(timeline);
         let s = spec("availability = \"99%\"\nrecovery = \"10s\"");
-        let f = FaultWindow {
+        let f = FaultRecord {
             label: "stop db".into(),
             start_s: 15.0,
             end_s: None,
+            ..Default::default()
         };
         let a = analyze(&r, &s, &[], &[f]).unwrap();
         assert_eq!(a.faults[0].time_to_recover_s, None);
@@ -1682,10 +1681,11 @@ mod tests {
             a.failures
         );
         // A fault too close to the end for a full window cannot show recovery either.
-        let f = FaultWindow {
+        let f = FaultRecord {
             label: "late".into(),
             start_s: 18.0,
             end_s: None,
+            ..Default::default()
         };
         let clean = results(
             (0..20)
@@ -1734,10 +1734,11 @@ mod tests {
                 .map(|i| interval(i as f64, 1.0, &mixed(10, 5, 1_000)))
                 .collect(),
         );
-        let f = FaultWindow {
+        let f = FaultRecord {
             label: "kill".into(),
             start_s: 1.0,
             end_s: None,
+            ..Default::default()
         };
         let a = analyze(&r, &SloSpec::default(), &[], &[f]).unwrap();
         assert!(a.met);

@@ -370,3 +370,28 @@ fn bad_inputs_exit_1_with_a_message() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("give both BASE and HEAD"), "{stderr}");
 }
+
+/// A results file written by an earlier main (4ab4633, `slolab run
+/// profiles/nginx-vs-builtin.toml`) still renders in every format and compares.
+#[test]
+fn a_results_file_from_an_earlier_main_renders_and_compares() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/results-4ab4633.json");
+    for format in ["text", "md", "html"] {
+        let out = Command::new(SLOLAB)
+            .args(["report", "--format", format])
+            .arg(&old)
+            .output()
+            .unwrap();
+        let (code, stdout, stderr) = code_and_text(&out);
+        assert_eq!(code, 0, "{format}: {stderr}");
+        assert!(stdout.contains("nginx-vs-builtin"), "{format}: {stdout}");
+        assert!(!stdout.contains("could not be read"), "{format}: {stdout}");
+    }
+    let (code, stdout, stderr) = code_and_text(&compare(&[&old, &old], &[]));
+    assert_verdict(code, &stdout, &stderr);
+    assert!(
+        stdout.contains("the same file is on both sides"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("time to recover"), "{stdout}");
+}

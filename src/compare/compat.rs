@@ -5,6 +5,7 @@
 use loadgen::Results;
 
 use super::sample::RunInput;
+use crate::record::ExperimentSection;
 
 /// What must match, as (field path, value) pairs in a stable order. Paths
 /// name the results file's fields (`plan.connections`, `host.cpus`) and, for
@@ -46,14 +47,16 @@ fn shape(r: &Results) -> Vec<(String, String)> {
         ("host.cpus".into(), h.cpus.to_string()),
         ("host.os".into(), format!("{}/{}", h.os, h.arch)),
     ];
-    let experiment = r.extra.get("experiment");
+    // An unreadable section was reported when the file was read.
+    let experiment = ExperimentSection::of(r).ok().flatten();
     let name = experiment
-        .and_then(|e| e.get("name"))
-        .and_then(|n| n.as_str())
+        .as_ref()
+        .map(|e| e.name.as_str())
+        .filter(|n| !n.is_empty())
         .unwrap_or("(none)");
     out.push(("name".into(), name.to_string()));
-    if let Some(profile) = experiment.and_then(|e| e.get("profile")) {
-        leaves("", profile, &mut out);
+    if let Some(e) = &experiment {
+        leaves("", &e.profile, &mut out);
     }
     out
 }
@@ -201,7 +204,7 @@ mod tests {
         other.plan.connections = 50;
         other.run.host.hostname = "laptop".into();
         other.extra.insert(
-            "experiment".into(),
+            crate::record::SECTION_KEY.into(),
             serde_json::json!({ "name": "spike", "profile": {} }),
         );
         let d: Vec<String> = differences(&[input("a.json", base)], &[input("b.json", other)])
@@ -227,7 +230,7 @@ mod tests {
     fn with_profile(seed: u64, profile: serde_json::Value) -> loadgen::Results {
         let mut r = service(seed, 2, 10, 1000.0, 0, 0);
         r.extra.insert(
-            "experiment".into(),
+            crate::record::SECTION_KEY.into(),
             serde_json::json!({ "name": "nginx-vs-builtin", "profile": profile }),
         );
         r

@@ -217,10 +217,11 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
         .collect();
     if !unconfirmed.is_empty() {
         warnings.push(format!(
-            "{} looks worse, unconfirmed: with one run on a side this cannot be told from a burst of \
+            "{} {} worse, unconfirmed: with one run on a side this cannot be told from a burst of \
              machine noise; rerun each side 3 times, interleaved, and compare them all \
              (--base B1 --base B2 --base B3 --head H1 --head H2 --head H3, or ci/compare-commits.sh)",
-            unconfirmed.join(", ")
+            unconfirmed.join(", "),
+            if unconfirmed.len() == 1 { "looks" } else { "look" }
         ));
     }
 
@@ -273,11 +274,10 @@ fn run_warnings(side: &str, r: &RunInput) -> Vec<String> {
 /// was set by `run`) the experiment section's.
 fn interrupted(r: &Results) -> bool {
     r.run.interrupted
-        || r.extra
-            .get("experiment")
-            .and_then(|e| e.get("interrupted"))
-            .and_then(|i| i.as_bool())
-            .unwrap_or(false)
+        || crate::record::ExperimentSection::of(r)
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.interrupted)
 }
 
 /// A side's runs without the interrupted ones (an interrupted run has no

@@ -223,12 +223,8 @@ fn decode_run(input: &RunInput) -> anyhow::Result<RawRun> {
 /// not recover before the run ended counts as the rest of the run, a lower bound.
 /// No faults, or no analysis: no metric.
 pub fn time_to_recover(r: &Results) -> Option<f64> {
-    let faults = r
-        .extra
-        .get("experiment")?
-        .get("slo")?
-        .get("faults")?
-        .as_array()?;
+    let section = crate::record::ExperimentSection::of(r).ok()??;
+    let faults = section.slo.get("faults")?.as_array()?;
     faults
         .iter()
         .map(|f| {

@@ -782,7 +782,7 @@ mod tests {
                 serde_json::json!({ "start_s": 5.0, "time_to_recover_s": t }),
             ];
             r.extra.insert(
-                "experiment".into(),
+                crate::record::SECTION_KEY.into(),
                 serde_json::json!({ "slo": { "faults": faults } }),
             );
             r

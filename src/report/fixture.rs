@@ -295,7 +295,7 @@ pub fn experiment(seed: u64) -> Results {
         1.0,
     );
     r.extra.insert(
-        "experiment".into(),
+        "experiment".into(), // record::SECTION_KEY (this file is also a test-binary module)
         serde_json::json!({
             "name": "instance-failure",
             "profile": {
@@ -351,7 +351,7 @@ pub fn short_run() -> Results {
     r.plan.stop = Stop::Requests { count: 200 };
     r.plan.connections = 20;
     r.extra.insert(
-        "experiment".into(),
+        "experiment".into(), // record::SECTION_KEY (this file is also a test-binary module)
         serde_json::json!({
             "name": "challenge-04",
             "profile": { "name": "challenge-04",
@@ -408,7 +408,7 @@ pub fn cache_outage(seed: u64) -> Results {
     let mut r = results(timeline);
     r.plan.track_header = Some("X-Cache".into());
     r.extra.insert(
-        "experiment".into(),
+        "experiment".into(), // record::SECTION_KEY (this file is also a test-binary module)
         serde_json::json!({
             "name": "cache-outage",
             "profile": { "name": "cache-outage", "slo": { "availability": "99%", "p95": "50ms" } },

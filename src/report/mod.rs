@@ -17,7 +17,8 @@ use anyhow::Context as _;
 use loadgen::Results;
 use serde::Deserialize;
 
-use crate::slo::{self, FaultWindow, SloAnalysis, SloSpec, StageWindow};
+use crate::record::{ExperimentSection, FaultRecord, StageWindow};
+use crate::slo::{self, SloAnalysis, SloSpec};
 
 pub use html::html;
 pub use markdown::markdown;
@@ -87,7 +88,7 @@ pub fn render(report: &Report, format: Format) -> String {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub results: Results,
-    pub experiment: Option<ExperimentView>,
+    pub experiment: Option<ExperimentSection>,
     pub analysis: Option<SloAnalysis>,
     /// Per-stage and per-fault measurements: the analysis when there is one, else
     /// the same windows measured without objectives.
@@ -96,63 +97,23 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// The parts of `slolab run`'s `experiment` section a report reads. Lenient on
-/// purpose (every field defaults, unknown fields ignored) so that reports keep
-/// working on files from older and newer runners.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ExperimentView {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub profile: serde_json::Value,
-    #[serde(default)]
-    pub profile_path: String,
-    #[serde(default)]
-    pub seed: Option<u64>,
-    #[serde(default)]
-    pub stages: Vec<StageWindow>,
-    #[serde(default)]
-    pub faults: Vec<FaultView>,
-    #[serde(default)]
-    pub slo: serde_json::Value,
-    #[serde(default)]
-    pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct FaultView {
-    pub label: String,
-    pub start_s: f64,
-    #[serde(default)]
-    pub end_s: Option<f64>,
-    /// The injection failed; the fault never happened.
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// Key of the experiment section in `Results::extra` (written by `slolab run`).
-pub const EXPERIMENT_KEY: &str = "experiment";
-
 impl Report {
     /// Reads the experiment section if there is one. The SLO analysis comes from
     /// `spec` when given (re-judged now), else from the section, else from the
     /// profile's `[slo]` table.
     pub fn new(results: Results, spec: Option<&SloSpec>) -> anyhow::Result<Self> {
         let mut notes = Vec::new();
-        let experiment = match results.extra.get(EXPERIMENT_KEY) {
-            Some(v) => match ExperimentView::deserialize(v) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    notes.push(format!("the experiment section could not be read: {e}"));
-                    None
-                }
-            },
-            None => None,
+        let experiment = match ExperimentSection::of(&results) {
+            Ok(e) => e,
+            Err(e) => {
+                notes.push(format!("the experiment section could not be read: {e}"));
+                None
+            }
         };
         let stored = experiment
             .as_ref()
-            .filter(|e| !e.slo.is_null())
-            .and_then(|e| match SloAnalysis::deserialize(&e.slo) {
+            .and_then(|e| e.analysis())
+            .and_then(|a| match a {
                 Ok(a) => Some(a),
                 Err(err) => {
                     notes.push(format!("the stored SLO analysis could not be read: {err}"));
@@ -212,7 +173,7 @@ impl Report {
         self.experiment.as_ref().map_or(&[], |e| &e.stages)
     }
 
-    pub fn faults(&self) -> &[FaultView] {
+    pub fn faults(&self) -> &[FaultRecord] {
         self.experiment.as_ref().map_or(&[], |e| &e.faults)
     }
 
@@ -237,21 +198,12 @@ impl Report {
 
 fn analyze(
     results: &Results,
-    experiment: Option<&ExperimentView>,
+    experiment: Option<&ExperimentSection>,
     spec: &SloSpec,
 ) -> anyhow::Result<SloAnalysis> {
     let stages = experiment.map_or(&[][..], |e| &e.stages);
-    let faults: Vec<FaultWindow> = experiment
-        .map_or(&[][..], |e| &e.faults)
-        .iter()
-        .filter(|f| f.error.is_none())
-        .map(|f| FaultWindow {
-            label: f.label.clone(),
-            start_s: f.start_s,
-            end_s: f.end_s,
-        })
-        .collect();
-    Ok(slo::analyze(results, spec, stages, &faults)?)
+    let faults = experiment.map_or(&[][..], |e| &e.faults);
+    Ok(slo::analyze(results, spec, stages, faults)?)
 }
 
 #[cfg(test)]
@@ -325,7 +277,8 @@ mod tests {
         let spec = SloSpec::from_pairs(&["availability=99%"]).unwrap();
         let stored = slo::analyze(&r, &spec, &[], &[]).unwrap();
         assert!(stored.met);
-        r.extra.get_mut(EXPERIMENT_KEY).unwrap()["slo"] = serde_json::to_value(&stored).unwrap();
+        r.extra.get_mut(crate::record::SECTION_KEY).unwrap()["slo"] =
+            serde_json::to_value(&stored).unwrap();
         let report = Report::new(r, None).unwrap();
         assert_eq!(report.analysis.as_ref(), Some(&stored));
         assert!(text(&report).contains("SLO met ✓ (1 objective)"));
@@ -394,8 +347,8 @@ mod tests {
         assert!(stored.met);
         let mut stored = serde_json::to_value(&stored).unwrap();
         stored.as_object_mut().unwrap().remove("verdict");
-        r.extra.get_mut(EXPERIMENT_KEY).unwrap()["slo"] = stored;
-        r.extra.get_mut(EXPERIMENT_KEY).unwrap()["interrupted"] = true.into();
+        r.extra.get_mut(crate::record::SECTION_KEY).unwrap()["slo"] = stored;
+        r.extra.get_mut(crate::record::SECTION_KEY).unwrap()["interrupted"] = true.into();
         r.run.interrupted = true;
         let report = Report::new(r, None).unwrap();
         let a = report.analysis.as_ref().unwrap();

@@ -148,19 +148,13 @@ pub fn run_line(report: &Report) -> String {
 /// db postgres · cache redis": the stack slolab started (else the profile's
 /// `[stack]`), or the external URL. None for a plain load run.
 pub fn stack_line(report: &Report) -> Option<String> {
-    let section = report.results.extra.get(super::EXPERIMENT_KEY)?;
-    let target = section.get("target");
-    let stack = target
-        .and_then(|t| t.get("stack"))
+    let section = report.experiment.as_ref()?;
+    let target = &section.target;
+    let stack = Some(&target.stack)
         .filter(|s| s.is_object())
-        .or_else(|| {
-            section
-                .get("profile")?
-                .get("stack")
-                .filter(|s| s.is_object())
-        });
+        .or_else(|| section.profile.get("stack").filter(|s| s.is_object()));
     let Some(stack) = stack else {
-        let url = target.and_then(|t| t.get("url")?.as_str())?;
+        let url = Some(target.url.as_str()).filter(|u| !u.is_empty())?;
         return Some(format!("target: {url} (external)"));
     };
     let field = |k: &str| match stack.get(k) {

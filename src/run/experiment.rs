@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::plan::{Endpoint, ExperimentPlan};
 use super::profile::LoadedProfile;
-use super::section::{ExperimentSection, FaultRecord, StageWindow, SECTION_KEY};
 use super::target::RunningTarget;
+use crate::record::{ExperimentSection, FaultRecord, StageWindow};
 use crate::report::{self, Report};
 use crate::slo::{self, SloAnalysis};
 
@@ -116,17 +116,16 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
     let stages = measured_stages(&plan.stages, &results);
     let spec = profile.slo.as_ref().map(|s| s.get_ref().clone());
     let analysis = match &spec {
-        Some(spec) if !spec.is_empty() => Some(
-            slo::analyze(&results, spec, &slo_stages(&stages), &slo_faults(&faults))
-                .context("SLO analysis")?,
-        ),
+        Some(spec) if !spec.is_empty() => {
+            Some(slo::analyze(&results, spec, &stages, &faults).context("SLO analysis")?)
+        }
         _ => None,
     };
     let section = ExperimentSection {
         name: name.clone(),
         profile: serde_json::to_value(profile).context("profile as JSON")?,
         profile_path: loaded.path.display().to_string(),
-        seed,
+        seed: Some(seed),
         warmup_s: plan.warmup.as_secs_f64(),
         target: target_info,
         stages,
@@ -137,10 +136,9 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
             .transpose()?
             .unwrap_or(serde_json::Value::Null),
         interrupted,
+        other: Default::default(),
     };
-    results
-        .extra
-        .insert(SECTION_KEY.into(), serde_json::to_value(&section)?);
+    section.store(&mut results)?;
 
     let dir = run_dir(out, &name, &results)?;
     let logs = leftovers.and_then(|left| {
@@ -257,29 +255,6 @@ fn measured_stages(planned: &[StageWindow], results: &Results) -> Vec<StageWindo
         .map(|s| StageWindow {
             end_s: s.end_s.min(end),
             ..s.clone()
-        })
-        .collect()
-}
-
-fn slo_stages(stages: &[StageWindow]) -> Vec<slo::StageWindow> {
-    stages
-        .iter()
-        .map(|s| slo::StageWindow {
-            name: s.name.clone(),
-            start_s: s.start_s,
-            end_s: s.end_s,
-        })
-        .collect()
-}
-
-fn slo_faults(faults: &[FaultRecord]) -> Vec<slo::FaultWindow> {
-    faults
-        .iter()
-        .filter(|f| f.error.is_none())
-        .map(|f| slo::FaultWindow {
-            label: f.label.clone(),
-            start_s: f.start_s,
-            end_s: f.end_s,
         })
         .collect()
 }

@@ -4,7 +4,6 @@
 pub mod experiment;
 pub mod plan;
 pub mod profile;
-pub mod section;
 pub mod target;
 
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 
 use super::profile::{LoadModel, LoadedProfile, Profile, RequestSpec, StageSpec};
-use super::section::StageWindow;
+use crate::record::StageWindow;
 
 /// Header the API sets on every response; counting it shows how the gateway
 /// spread the load. The tracked header when `[load] track-header` is not given.

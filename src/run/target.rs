@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::profile::LoadedProfile;
-use super::section::{FaultRecord, TargetInfo};
+use crate::record::{FaultRecord, TargetInfo};
 
 /// What the load goes to, from start to stop.
 pub enum RunningTarget {
