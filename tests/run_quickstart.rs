@@ -82,6 +82,11 @@ fn quickstart_runs_end_to_end_and_exit_code_matches_the_verdict() {
     assert!(faults[0]["error"].is_null(), "{faults:?}");
     let start = faults[0]["start_s"].as_f64().unwrap();
     assert!((7.0..9.0).contains(&start), "injected at {start}");
+    // One clock: the plan's offset is carried exactly (no wall-clock re-parse
+    // rounding it to a millisecond), and the injection is stamped on the same
+    // origin, so it can never appear before its planned time.
+    assert_eq!(faults[0]["planned_s"], 8.0, "{faults:?}");
+    assert!(start >= 8.0, "stamped before its plan: {start}");
     assert_eq!(exp["stages"][0]["name"], "steady");
     assert_eq!(exp["stages"][0]["end_s"], 20.0);
     assert_eq!(exp["profile"]["stack"]["instances"], 2);
