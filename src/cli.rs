@@ -32,9 +32,9 @@ pub enum Command {
     /// Run an experiment profile: stack + staged load + faults → SLO report.
     Run(crate::run::RunArgs),
     /// Regenerate a report from a results file.
-    Report(crate::report::ReportArgs),
+    Report(crate::report_cmd::ReportArgs),
     /// Tell whether HEAD results are worse than BASE results.
-    Compare(crate::compare::CompareArgs),
+    Compare(crate::compare_cmd::CompareArgs),
     /// Bring the bundled target stack up, show it, take it down.
     Stack(crate::stack::StackArgs),
     /// Inject and revert faults in a running stack.
@@ -48,8 +48,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Load(a) => crate::load::main(*a),
         Command::Run(a) => crate::run::main(a),
-        Command::Report(a) => crate::report::main(a),
-        Command::Compare(a) => crate::compare::main(a),
+        Command::Report(a) => crate::report_cmd::main(a),
+        Command::Compare(a) => crate::compare_cmd::main(a),
         Command::Stack(a) => crate::stack::main(a),
         Command::Chaos(a) => crate::chaos_cmd::main(a),
         Command::Serve(a) => crate::serve::main(a),

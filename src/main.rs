@@ -7,14 +7,12 @@ use clap::Parser;
 
 mod chaos_cmd;
 mod cli;
-mod compare;
+mod compare_cmd;
 mod exit;
 mod load;
-mod record;
-mod report;
+mod report_cmd;
 mod run;
 mod serve;
-mod slo;
 mod stack;
 
 fn main() -> ExitCode {

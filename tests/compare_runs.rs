@@ -375,7 +375,7 @@ fn bad_inputs_exit_1_with_a_message() {
 /// profiles/nginx-vs-builtin.toml`) still renders in every format and compares.
 #[test]
 fn a_results_file_from_an_earlier_main_renders_and_compares() {
-    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/results-4ab4633.json");
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("verdict/tests/data/results-4ab4633.json");
     for format in ["text", "md", "html"] {
         let out = Command::new(SLOLAB)
             .args(["report", "--format", format])

@@ -7,7 +7,7 @@
 //!
 //! Set `SLOLAB_KEEP_REPORTS=DIR` to keep the rendered reports for a look in a browser.
 
-#[path = "../src/report/fixture.rs"]
+#[path = "../verdict/src/report/fixture.rs"]
 mod fixture;
 
 use std::path::{Path, PathBuf};

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use super::plan::{Endpoint, ExperimentPlan};
 use super::profile::LoadedProfile;
 use super::target::RunningTarget;
-use crate::record::{ExperimentSection, FaultRecord, StageWindow};
-use crate::report::{self, Report};
-use crate::slo::{self, SloAnalysis};
+use verdict::record::{ExperimentSection, FaultRecord, StageWindow};
+use verdict::report::{self, Report};
+use verdict::slo::{self, SloAnalysis};
 
 /// Where a finished run was written, and what it concluded.
 #[derive(Debug)]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 
 use super::profile::{LoadModel, LoadedProfile, Profile, RequestSpec, StageSpec};
-use crate::record::StageWindow;
+use verdict::record::StageWindow;
 
 /// Header the API sets on every response; counting it shows how the gateway
 /// spread the load. The tracked header when `[load] track-header` is not given.
-pub const TRACK_HEADER: &str = "X-Served-By";
+pub const TRACK_HEADER: &str = verdict::report::INSTANCE_HEADER;
 /// Open model's in-flight cap when the profile gives none.
 pub const DEFAULT_OPEN_CONNECTIONS: usize = 100;
 
@@ -297,7 +297,7 @@ pub fn fmt_duration(d: Duration) -> String {
 }
 
 /// The `--dry-run` text for the `[slo]` table.
-pub fn render_slo(spec: Option<&crate::slo::SloSpec>) -> String {
+pub fn render_slo(spec: Option<&verdict::slo::SloSpec>) -> String {
     let mut out = String::from("\nSLOs:\n");
     let Some(spec) = spec.filter(|s| !s.is_empty()) else {
         out.push_str("  none (the run is measured and reported, and always exits 0)\n");
@@ -306,12 +306,12 @@ pub fn render_slo(spec: Option<&crate::slo::SloSpec>) -> String {
     let line = |out: &mut String,
                 scope: &str,
                 availability: Option<f64>,
-                latency: &[crate::slo::LatencyTarget]| {
+                latency: &[verdict::slo::LatencyTarget]| {
         if let Some(a) = availability {
             let _ = writeln!(
                 out,
                 "  {scope:<16} availability >= {}",
-                crate::slo::format_availability(a)
+                verdict::slo::format_availability(a)
             );
         }
         for t in latency {

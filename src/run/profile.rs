@@ -117,7 +117,7 @@ pub type StackSection = target::stack::StackSpec;
 /// One `[[chaos]]` entry: the chaos crate's schedule entry.
 pub type ChaosEntry = chaos::schedule::ScheduleEntry;
 /// The `[slo]` table: the SLO analysis' own spec.
-pub type SloSection = crate::slo::SloSpec;
+pub type SloSection = verdict::slo::SloSpec;
 
 fn default_warmup() -> Spanned<HumanDuration> {
     Spanned::new(0..0, HumanDuration(Duration::from_secs(2)))

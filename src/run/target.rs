@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::profile::LoadedProfile;
-use crate::record::{FaultRecord, TargetInfo};
+use verdict::record::{FaultRecord, TargetInfo};
 
 /// What the load goes to, from start to stop.
 pub enum RunningTarget {

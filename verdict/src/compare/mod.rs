@@ -1,4 +1,4 @@
-//! `slolab compare`: tells whether HEAD results are worse than BASE results,
+//! Comparison: tells whether HEAD results are worse than BASE results,
 //! per metric, with a bootstrap interval so that noise on a shared machine does
 //! not raise an alarm and a real slowdown does.
 
@@ -11,138 +11,87 @@ mod stats;
 mod fixture;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use loadgen::Results;
 
-use render::{Format, Method, MetricRow, Report, SideSummary};
-use sample::{RunInput, Side};
+pub use render::{Format, Report};
+use render::{Method, MetricRow, SideSummary};
+pub use sample::RunInput;
+use sample::Side;
 use stats::{Settings, Verdict, MIN_INTERVALS};
 
-const HELP: &str = "\
-Inputs:
-  BASE and HEAD are each a results file (`slolab load --save`, `slolab run`) or a
-  directory searched recursively for files named results.json. Use --base/--head
-  (repeatable) to list several runs per side by hand. Several runs of a side are
-  pooled by merging their interval histograms exactly, never by averaging
-  percentiles.
-
-Method:
-  For p50, p95, p99, p99.9, availability, throughput (and time to recover when
-  the runs carry an experiment section) compare prints base, head, the change and
-  a bootstrap interval of head − base: runs are resampled when a side has several
-  (run-to-run noise), and within a run blocks of adjacent timeline intervals (a
-  run with fewer than 4 intervals is resampled request by request). A metric is
-  worse only when the whole interval lies beyond the noise threshold: --threshold
-  of the base value (latency: and at least --min-latency-change; availability: the
-  error rate must grow by the threshold and by at least 0.01 percentage points).
-  The resampling is seeded, so the same inputs give the same output.
-
-  With one run on a side a worse interval is reported as unconfirmed (exit 0,
-  with a warning): a burst of machine noise in one run looks the same. It is a
-  regression only when each side has several runs (run-to-run noise is then
-  resampled), or when head's median interval is worse than base's worst
-  interval by more than the threshold (a shift no burst explains).
-
-  Runs must have the same load shape (model, stages, stop, connections, request
-  mix and URL paths, timeout, keep-alive), the same host (hostname, cpus) and
-  profile; otherwise compare refuses and names each differing field as
-  `path: base → head`. --allow PATH declares an intended difference (the field
-  and everything under it, e.g. --allow stack.gateway); --force compares anyway.
-  Interrupted runs are left out unless --include-interrupted.
-
-Exit codes:
-  0  no regression (an unconfirmed change is a warning, not a regression)
-  1  bad input: unreadable or incomparable results
-  4  a metric is worse";
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = HELP)]
-pub struct CompareArgs {
-    /// BASE then HEAD: results files or directories of them.
-    #[arg(value_name = "BASE HEAD", num_args = 0..=2)]
-    paths: Vec<PathBuf>,
-    /// A base run (file or directory); repeatable.
-    #[arg(long = "base", value_name = "PATH")]
-    base: Vec<PathBuf>,
-    /// A head run (file or directory); repeatable.
-    #[arg(long = "head", value_name = "PATH")]
-    head: Vec<PathBuf>,
+/// How to compare: the noise threshold, the interval, the resampling, and
+/// which differences between the runs are allowed.
+#[derive(Debug, Clone)]
+pub struct Options {
     /// Noise threshold in percent of the base value: smaller changes never count.
-    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
-    threshold: f64,
+    pub threshold_pct: f64,
     /// Confidence of the interval, in percent.
-    #[arg(long, default_value_t = 95.0, value_name = "PERCENT")]
-    confidence: f64,
-    /// Latency changes smaller than this never count (scheduler noise on shared runners).
-    #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    min_latency_change: Duration,
-    /// Bootstrap resamples (100-10000).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=10_000))]
-    resamples: u32,
+    pub confidence_pct: f64,
+    /// Latency changes smaller than this never count.
+    pub min_latency_change: Duration,
+    /// Bootstrap resamples.
+    pub resamples: u32,
     /// Seed of the resampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-    /// An intended difference: runs that differ in this field (or under it,
-    /// e.g. `stack.gateway`, `stack`, `load.stages[1].rate`) are compared; repeatable.
-    #[arg(long = "allow", value_name = "PATH")]
-    allow: Vec<String>,
+    pub seed: u64,
+    /// Intended differences: a field path and everything under it.
+    pub allow: Vec<String>,
     /// Compare even when the runs' load shape, host or profile differ.
-    #[arg(long)]
-    force: bool,
-    /// Pool interrupted runs too (they cover only what ran; left out by default).
-    #[arg(long)]
-    include_interrupted: bool,
+    pub force: bool,
+    /// Pool interrupted runs too.
+    pub include_interrupted: bool,
 }
 
-pub fn main(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    let report = compare(&args)?;
-    let text = match args.format {
-        Format::Text => report.text(),
-        Format::Md => report.markdown(),
-        Format::Json => report.json(),
-    };
-    print!("{text}");
-    Ok(if report.regressions.is_empty() {
-        crate::exit::SUCCESS
-    } else {
-        ExitCode::from(crate::exit::REGRESSION)
-    })
+/// Why a comparison could not be made; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// Inputs that cannot be compared (bad settings, incomparable runs, ...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Results(#[from] loadgen::results::ResultsError),
 }
 
-fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
-    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
-        anyhow::bail!(
+fn invalid(msg: String) -> CompareError {
+    CompareError::Invalid(msg)
+}
+
+fn io(path: &Path, source: std::io::Error) -> CompareError {
+    CompareError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Compares the runs named by `base` and `head` (files, or directories searched
+/// for results.json): HEAD worse than BASE, per metric, and why.
+pub fn compare(base: &[PathBuf], head: &[PathBuf], args: &Options) -> Result<Report, CompareError> {
+    if !(args.threshold_pct.is_finite() && args.threshold_pct >= 0.0) {
+        return Err(invalid(format!(
             "--threshold must be a percentage ≥ 0, got {}",
-            args.threshold
-        );
+            args.threshold_pct
+        )));
     }
-    if !(args.confidence > 50.0 && args.confidence < 100.0) {
-        anyhow::bail!(
+    if !(args.confidence_pct > 50.0 && args.confidence_pct < 100.0) {
+        return Err(invalid(format!(
             "--confidence must be between 50 and 100 (percent), got {}",
-            args.confidence
-        );
+            args.confidence_pct
+        )));
     }
-    let (mut base_paths, mut head_paths) = (args.base.clone(), args.head.clone());
-    match args.paths.as_slice() {
-        [] => {}
-        [b, h] => {
-            base_paths.push(b.clone());
-            head_paths.push(h.clone());
-        }
-        _ => anyhow::bail!("give both BASE and HEAD (or --base and --head)"),
-    }
-    if base_paths.is_empty() || head_paths.is_empty() {
-        anyhow::bail!("give both BASE and HEAD (or --base and --head)");
+    if base.is_empty() || head.is_empty() {
+        return Err(invalid(
+            "give both BASE and HEAD (or --base and --head)".into(),
+        ));
     }
     let mut warnings = Vec::new();
-    let base = completed(load_side(&base_paths)?, "base", args, &mut warnings)?;
-    let head = completed(load_side(&head_paths)?, "head", args, &mut warnings)?;
+    let base = completed(load_side(base)?, "base", args, &mut warnings)?;
+    let head = completed(load_side(head)?, "head", args, &mut warnings)?;
 
     let (allowed, refused): (Vec<_>, Vec<_>) = compat::differences(&base, &head)
         .into_iter()
@@ -157,7 +106,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
             let mut paths: Vec<&str> = refused.iter().map(|d| d.path.as_str()).collect();
             paths.dedup();
             let lines: Vec<String> = refused.iter().map(|d| d.to_string()).collect();
-            anyhow::bail!(
+            return Err(invalid(format!(
                 "the runs are not comparable:\n  {}\n(compare runs of the same load on the same host; \
                  if a difference is the point of the comparison, declare it: {})",
                 lines.join("\n  "),
@@ -166,7 +115,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
                     .map(|p| format!("--allow {p}"))
                     .collect::<Vec<_>>()
                     .join(" ")
-            );
+            )));
         }
         warnings.extend(
             refused
@@ -202,8 +151,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
         );
     }
     let settings = Settings {
-        threshold: args.threshold / 100.0,
-        confidence: args.confidence / 100.0,
+        threshold: args.threshold_pct / 100.0,
+        confidence: args.confidence_pct / 100.0,
         resamples: args.resamples as usize,
         seed: args.seed,
         min_latency_change_us: args.min_latency_change.as_secs_f64() * 1e6,
@@ -229,8 +178,8 @@ fn compare(args: &CompareArgs) -> anyhow::Result<Report> {
         base: summary(&base, &base_side),
         head: summary(&head, &head_side),
         method: Method {
-            confidence_pct: args.confidence,
-            threshold_pct: args.threshold,
+            confidence_pct: args.confidence_pct,
+            threshold_pct: args.threshold_pct,
             min_latency_change_ms: args.min_latency_change.as_secs_f64() * 1e3,
             resamples: settings.resamples,
             seed: settings.seed,
@@ -285,9 +234,9 @@ fn interrupted(r: &Results) -> bool {
 fn completed(
     runs: Vec<RunInput>,
     side: &str,
-    args: &CompareArgs,
+    args: &Options,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<Vec<RunInput>> {
+) -> Result<Vec<RunInput>, CompareError> {
     if args.include_interrupted {
         return Ok(runs);
     }
@@ -300,7 +249,7 @@ fn completed(
         ));
     }
     if kept.is_empty() {
-        anyhow::bail!(
+        return Err(invalid(format!(
             "every {side} run was interrupted ({}): an interrupted run has no verdict; \
              rerun it, or pass --include-interrupted to compare what ran",
             skipped
@@ -308,7 +257,7 @@ fn completed(
                 .map(|r| r.path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )));
     }
     Ok(kept)
 }
@@ -338,15 +287,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Reads every run named by `paths` (files, or directories of results.json).
-fn load_side(paths: &[PathBuf]) -> anyhow::Result<Vec<RunInput>> {
+pub fn load_side(paths: &[PathBuf]) -> Result<Vec<RunInput>, CompareError> {
     let mut files = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let meta = std::fs::metadata(p).map_err(|source| io(p, source))?;
         if meta.is_dir() {
             let before = files.len();
             find_results(p, &mut files)?;
             if files.len() == before {
-                anyhow::bail!("no results.json under {}", p.display());
+                return Err(invalid(format!("no results.json under {}", p.display())));
             }
         } else {
             files.push(p.clone());
@@ -361,12 +310,12 @@ fn load_side(paths: &[PathBuf]) -> anyhow::Result<Vec<RunInput>> {
         .collect()
 }
 
-fn find_results(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn find_results(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CompareError> {
     let mut entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map_err(|source| io(dir, source))?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
+        .map_err(|source| io(dir, source))?;
     entries.sort();
     for path in entries {
         if path.is_dir() {

@@ -421,7 +421,7 @@ pub fn sections(report: &Report) -> Vec<Section> {
             .clone()
             .unwrap_or_else(|| "Instance".into());
         // X-Served-By names instances; any other header (X-Cache) is its own thing.
-        let title = if header.eq_ignore_ascii_case(crate::run::plan::TRACK_HEADER) {
+        let title = if header.eq_ignore_ascii_case(super::INSTANCE_HEADER) {
             "Requests per instance".to_string()
         } else {
             format!("Responses by {header}")

@@ -1,5 +1,5 @@
-//! `slolab report`: turns a results file (from `slolab load --save` or `slolab run`)
-//! into a terminal, Markdown or self-contained HTML report, so any run can be read
+//! Reports: a results file (from `slolab load --save` or `slolab run`) as a
+//! terminal, Markdown or self-contained HTML report, so any run can be read
 //! again, posted to a PR, or opened in a browser without rerunning it.
 
 mod charts;
@@ -10,21 +10,21 @@ mod markdown;
 mod tables;
 mod text;
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-use anyhow::Context as _;
 use loadgen::Results;
 use serde::Deserialize;
 
 use crate::record::{ExperimentSection, FaultRecord, StageWindow};
-use crate::slo::{self, SloAnalysis, SloSpec};
+use crate::slo::{self, SloAnalysis, SloError, SloSpec};
 
 pub use html::html;
 pub use markdown::markdown;
 pub use text::text;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Header the Task API sets on every response to name the instance that
+/// served it: counted per interval, it shows how the gateway spread the load.
+pub const INSTANCE_HEADER: &str = "X-Served-By";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Tables for a terminal.
     Text,
@@ -32,47 +32,6 @@ pub enum Format {
     Md,
     /// One self-contained HTML file with inline SVG charts.
     Html,
-}
-
-/// Regenerate a report from a results file. Exits 3 when the file's SLO analysis
-/// (or the one `--slo` asks for) is not met, 130 when the run was interrupted (it
-/// has no verdict), 0 otherwise.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    /// A results.json written by `slolab run` or `slolab load --save`.
-    pub results: PathBuf,
-    #[arg(long, short = 'f', value_enum, default_value = "text")]
-    pub format: Format,
-    /// Write the report here instead of stdout.
-    #[arg(long, short = 'o')]
-    pub out: Option<PathBuf>,
-    /// Judge the run against these objectives instead of the ones it was run with,
-    /// e.g. `--slo availability=99.9% --slo p95=100ms` (also `bad=5xx,429`,
-    /// `recovery=10s`, `recovery-window=5s`).
-    #[arg(long = "slo", value_name = "KEY=VALUE")]
-    pub slo: Vec<String>,
-}
-
-pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let results = Results::read(&args.results)?;
-    let spec = if args.slo.is_empty() {
-        None
-    } else {
-        Some(SloSpec::from_pairs(&args.slo).context("--slo")?)
-    };
-    let report = Report::new(results, spec.as_ref())?;
-    let rendered = render(&report, args.format);
-    match &args.out {
-        Some(path) => loadgen::results::write_atomic(path, rendered.as_bytes())?,
-        None => print!("{rendered}"),
-    }
-    Ok(match &report.analysis {
-        Some(a) if a.verdict() == slo::Verdict::Interrupted => {
-            ExitCode::from(crate::exit::INTERRUPTED)
-        }
-        Some(a) if !a.met => ExitCode::from(crate::exit::SLO_NOT_MET),
-        _ => crate::exit::SUCCESS,
-    })
 }
 
 pub fn render(report: &Report, format: Format) -> String {
@@ -101,7 +60,7 @@ impl Report {
     /// Reads the experiment section if there is one. The SLO analysis comes from
     /// `spec` when given (re-judged now), else from the section, else from the
     /// profile's `[slo]` table.
-    pub fn new(results: Results, spec: Option<&SloSpec>) -> anyhow::Result<Self> {
+    pub fn new(results: Results, spec: Option<&SloSpec>) -> Result<Self, SloError> {
         let mut notes = Vec::new();
         let experiment = match ExperimentSection::of(&results) {
             Ok(e) => e,
@@ -200,10 +159,10 @@ fn analyze(
     results: &Results,
     experiment: Option<&ExperimentSection>,
     spec: &SloSpec,
-) -> anyhow::Result<SloAnalysis> {
+) -> Result<SloAnalysis, SloError> {
     let stages = experiment.map_or(&[][..], |e| &e.stages);
     let faults = experiment.map_or(&[][..], |e| &e.faults);
-    Ok(slo::analyze(results, spec, stages, faults)?)
+    slo::analyze(results, spec, stages, faults)
 }
 
 #[cfg(test)]

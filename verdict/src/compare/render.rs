@@ -8,7 +8,7 @@ use tabled::settings::{Alignment, Style};
 
 use super::stats::{Finding, Metric, Verdict};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
     Md,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
+use super::CompareError;
 use loadgen::results::{decode_histogram, Results};
 
 /// A results file and where it came from (named in messages).
@@ -80,15 +80,18 @@ impl Side {
 
 /// Decodes every interval histogram of both sides once and puts them on one
 /// bin scale.
-pub fn build_sides(base: &[RunInput], head: &[RunInput]) -> anyhow::Result<(BinScale, Side, Side)> {
+pub fn build_sides(
+    base: &[RunInput],
+    head: &[RunInput],
+) -> Result<(BinScale, Side, Side), CompareError> {
     let base_raw = base
         .iter()
         .map(decode_run)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, CompareError>>()?;
     let head_raw = head
         .iter()
         .map(decode_run)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, CompareError>>()?;
 
     let mut values_us: Vec<u64> = base_raw
         .iter()
@@ -175,27 +178,28 @@ struct RawRun {
     time_to_recover_s: Option<f64>,
 }
 
-fn decode_run(input: &RunInput) -> anyhow::Result<RawRun> {
+fn decode_run(input: &RunInput) -> Result<RawRun, CompareError> {
     let r = &input.results;
     let path = input.path.display();
     if r.timeline.is_empty() {
-        anyhow::bail!(
+        return Err(CompareError::Invalid(format!(
             "{path} has no timeline intervals ({} requests): nothing to compare",
             r.totals.requests
-        );
+        )));
     }
     let intervals = r
         .timeline
         .iter()
         .enumerate()
         .map(|(n, i)| {
-            let h = decode_histogram(&i.histogram)
-                .with_context(|| format!("{path}: timeline interval {n}"))?;
+            let h = decode_histogram(&i.histogram).map_err(|e| {
+                CompareError::Invalid(format!("{path}: timeline interval {n}: {e}"))
+            })?;
             if !(i.duration_s.is_finite() && i.duration_s >= 0.0) {
-                anyhow::bail!(
+                return Err(CompareError::Invalid(format!(
                     "{path}: timeline interval {n} has duration_s {}",
                     i.duration_s
-                );
+                )));
             }
             Ok(RawInterval {
                 values: h
@@ -211,7 +215,7 @@ fn decode_run(input: &RunInput) -> anyhow::Result<RawRun> {
                 duration_s: crate::slo::covered_s(i, r.run.duration_s),
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, CompareError>>()?;
     Ok(RawRun {
         intervals,
         time_to_recover_s: time_to_recover(r),
