@@ -224,6 +224,15 @@ fn a_20ms_delay_shows_as_a_slower_head_and_swapped_as_better() {
     assert_eq!(code, 0, "{stdout}");
 }
 
+/// A base and a head run against one server, with these connection counts.
+fn same_server_runs(dir: &Path, base_conns: &str, head_conns: &str) -> (PathBuf, PathBuf) {
+    let server = Upstream::start(Duration::ZERO, None);
+    let (base, head) = (path(dir, "base.json"), path(dir, "head.json"));
+    load(&server.url, base_conns, &base);
+    load(&server.url, head_conns, &head);
+    (base, head)
+}
+
 /// Rewrites a results file's JSON in place.
 fn edit(file: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let mut v: serde_json::Value =
@@ -235,10 +244,7 @@ fn edit(file: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 #[test]
 fn interrupted_runs_are_left_out_unless_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Upstream::start(Duration::ZERO, None);
-    let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
-    load(&server.url, "20", &base);
-    load(&server.url, "20", &head);
+    let (base, head) = same_server_runs(dir.path(), "20", "20");
     edit(&head, |v| v["run"]["interrupted"] = true.into());
 
     let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &[]));
@@ -258,10 +264,7 @@ fn interrupted_runs_are_left_out_unless_asked_for() {
 #[test]
 fn an_intended_difference_is_declared_with_allow() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Upstream::start(Duration::ZERO, None);
-    let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
-    load(&server.url, "20", &base);
-    load(&server.url, "20", &head);
+    let (base, head) = same_server_runs(dir.path(), "20", "20");
     for (file, gateway) in [(&base, "nginx"), (&head, "builtin")] {
         edit(file, |v| {
             v["experiment"] = serde_json::json!({
@@ -324,10 +327,7 @@ fn availability_falling_to_99_percent_is_a_regression() {
 #[test]
 fn runs_with_a_different_load_shape_are_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Upstream::start(Duration::ZERO, None);
-    let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
-    load(&server.url, "20", &base);
-    load(&server.url, "10", &head);
+    let (base, head) = same_server_runs(dir.path(), "20", "10");
 
     let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &[]));
     assert_eq!(code, 1, "{stdout}\n{stderr}");
