@@ -153,7 +153,8 @@ fn a_port_already_taken_is_reported_with_the_log() {
     })
     .expect_err("the port is taken");
     match err {
-        ProcessError::ExitedEarly { tail, .. } => assert!(tail.contains("in use"), "{tail}"),
+        // A fixed port is not retried, so the caller sees the variant itself.
+        ProcessError::AddrInUse { tail, .. } => assert!(tail.contains("in use"), "{tail}"),
         other => panic!("unexpected error: {other}"),
     }
 }

@@ -807,9 +807,10 @@ async fn add_component(
         )
         .await
         {
-            Err(StackError::Launch { source, .. })
-                if attempt < PORT_ATTEMPTS && source.to_string().contains("in use") =>
-            {
+            Err(StackError::Launch {
+                source: ProcessError::AddrInUse { .. },
+                ..
+            }) if attempt < PORT_ATTEMPTS => {
                 tracing::info!(component = name, port, "lost the race for a port; retrying");
             }
             other => return other,
