@@ -90,12 +90,7 @@ pub fn pid_alive(pid: u32) -> bool {
     if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err() {
         return false;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().next());
-    !matches!(state, None | Some("Z") | Some("X"))
+    chaos::ProcStat::read(pid).is_some_and(|stat| !stat.dead())
 }
 
 /// The components of a running stack, shared by the monitors, the control
