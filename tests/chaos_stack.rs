@@ -99,12 +99,7 @@ impl Drop for Stack {
 }
 
 fn stopped(pid: u32) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .next()?
-        .to_string();
-    Some(state == "T")
+    chaos::ProcStat::read(pid).map(|stat| stat.stopped())
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

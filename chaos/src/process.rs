@@ -102,11 +102,8 @@ pub fn tree(pid: u32) -> Vec<u32> {
             else {
                 continue;
             };
-            if let Some(ppid) = std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|t| ProcStat::parse_ppid(&t))
-            {
-                parents.push((child, ppid));
+            if let Some(stat) = ProcStat::read(child) {
+                parents.push((child, stat.ppid));
             }
         }
     }
@@ -120,39 +117,63 @@ pub fn tree(pid: u32) -> Vec<u32> {
     out
 }
 
-/// The two fields of `/proc/PID/stat` chaos needs: the state letter ('T' when
-/// stopped) and the start time, which tells a pid from a recycled one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The fields of `/proc/PID/stat` the workspace reads: the one parser of that
+/// file, so the awkward command names (spaces, parentheses) are handled once.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcStat {
+    pub pid: u32,
+    /// The command name without its enclosing parentheses.
+    pub comm: String,
+    /// 'R', 'S', 'T' (stopped), 'Z' (zombie), …
     pub state: char,
-    /// Clock ticks after boot at which the process started.
+    pub ppid: u32,
+    /// The process group: a child leading its own group has `pgrp == pid`.
+    pub pgrp: u32,
+    /// Clock ticks after boot at which the process started; tells a pid from a
+    /// recycled one.
     pub start_time: u64,
 }
 
 impl ProcStat {
+    /// None when the process is gone (or the file is not what we expect).
     pub fn read(pid: u32) -> Option<ProcStat> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         ProcStat::parse(&text)
     }
 
-    /// The command name (field 2) may hold spaces and parentheses, so fields
-    /// are counted from the last ')'.
+    /// The command name (field 2) may hold spaces and parentheses, so it runs
+    /// from the first '(' to the last ')' and the other fields are counted after.
     pub fn parse(text: &str) -> Option<ProcStat> {
-        let rest = &text[text.rfind(')')? + 1..];
-        let mut fields = rest.split_whitespace();
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        if close < open {
+            return None;
+        }
+        let pid = text[..open].trim().parse().ok()?;
+        let comm = text[open + 1..close].to_string();
+        let mut fields = text[close + 1..].split_whitespace();
         let state = fields.next()?.chars().next()?;
-        // After the state (field 3), starttime is field 22: 18 fields further.
-        let start_time = fields.nth(18)?.parse().ok()?;
-        Some(ProcStat { state, start_time })
-    }
-
-    fn parse_ppid(text: &str) -> Option<u32> {
-        let rest = &text[text.rfind(')')? + 1..];
-        rest.split_whitespace().nth(1)?.parse().ok()
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        // After pgrp (field 5), starttime is field 22: 16 fields further.
+        let start_time = fields.nth(16)?.parse().ok()?;
+        Some(ProcStat {
+            pid,
+            comm,
+            state,
+            ppid,
+            pgrp,
+            start_time,
+        })
     }
 
     pub fn stopped(&self) -> bool {
         self.state == 'T'
+    }
+
+    /// Dead but not yet reaped ('Z'), or dead ('X'): not alive for any purpose.
+    pub fn dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
     }
 }
 
@@ -170,16 +191,53 @@ impl fmt::Display for ProcStat {
 mod tests {
     use super::*;
 
+    fn stat_line(comm: &str) -> String {
+        format!("1234 ({comm}) T 1 1230 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000000 200")
+    }
+
     #[test]
     fn parses_stat_with_awkward_command_names() {
-        let line = "1234 (my (odd) cmd) T 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000000 200";
+        for comm in [
+            "my (odd) cmd",
+            "a) T 9 9 9 (b",
+            "))",
+            "(",
+            "",
+            " lead and trail ",
+        ] {
+            assert_eq!(
+                ProcStat::parse(&stat_line(comm)),
+                Some(ProcStat {
+                    pid: 1234,
+                    comm: comm.to_string(),
+                    state: 'T',
+                    ppid: 1,
+                    pgrp: 1230,
+                    start_time: 987654
+                }),
+                "comm {comm:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_truncated_or_garbled_stat() {
+        assert_eq!(ProcStat::parse(""), None);
+        assert_eq!(ProcStat::parse("1234 (sleep"), None);
+        assert_eq!(ProcStat::parse("1234 (sleep) S 1 1234"), None);
+        assert_eq!(ProcStat::parse(") 1234 (sleep S 1 1 1"), None);
         assert_eq!(
-            ProcStat::parse(line),
-            Some(ProcStat {
-                state: 'T',
-                start_time: 987654
-            })
+            ProcStat::parse("x (sleep) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5"),
+            None
         );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = ProcStat::read(std::process::id()).unwrap();
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.ppid, std::os::unix::process::parent_id());
+        assert!(!me.dead() && !me.stopped(), "{me}");
     }
 
     #[test]

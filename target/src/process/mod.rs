@@ -58,6 +58,17 @@ pub enum ProcessError {
         log: String,
         tail: String,
     },
+    /// The child exited during start-up because its port was taken: the one
+    /// early exit a launcher on a free port may retry.
+    #[error(
+        "{name} could not bind its port ({status}): address already in use; end of {log}:\n{tail}"
+    )]
+    AddrInUse {
+        name: String,
+        status: ExitStatus,
+        log: String,
+        tail: String,
+    },
     #[error("{name} was not ready after {waited:?}; end of {log}:\n{tail}")]
     NotReady {
         name: String,
@@ -77,9 +88,27 @@ impl ProcessError {
         }
     }
 
-    /// The child lost the race for its port; the launcher may retry with another one.
-    fn is_address_in_use(&self) -> bool {
-        matches!(self, ProcessError::ExitedEarly { tail, .. } if tail.contains("ddress already in use"))
+    /// A child that exited during start-up, told apart once, here, by its log:
+    /// every process we launch (PostgreSQL, Redis, nginx, our own binary) prints
+    /// the OS message "Address already in use" when its bind fails.
+    pub(crate) fn exited_early(name: &str, status: ExitStatus, log: &Path) -> Self {
+        let tail = log_tail(log);
+        let (name, log) = (name.to_string(), log.display().to_string());
+        if tail.contains("ddress already in use") {
+            ProcessError::AddrInUse {
+                name,
+                status,
+                log,
+                tail,
+            }
+        } else {
+            ProcessError::ExitedEarly {
+                name,
+                status,
+                log,
+                tail,
+            }
+        }
     }
 }
 
@@ -110,7 +139,7 @@ pub(crate) fn on_port(
         };
         match launch(port) {
             Ok(child) => return Ok((child, port)),
-            Err(e) if fixed.is_none() && attempt < PORT_ATTEMPTS && e.is_address_in_use() => {
+            Err(ProcessError::AddrInUse { .. }) if fixed.is_none() && attempt < PORT_ATTEMPTS => {
                 tracing::info!(name, port, "lost the race for a free port; retrying");
             }
             Err(e) => return Err(e),
@@ -197,12 +226,7 @@ pub(crate) fn wait_ready(
     let mut pause = Duration::from_millis(10);
     loop {
         if let Some(status) = child.try_status() {
-            return Err(ProcessError::ExitedEarly {
-                name: name.to_string(),
-                status,
-                log: log.display().to_string(),
-                tail: log_tail(log),
-            });
+            return Err(ProcessError::exited_early(name, status, log));
         }
         if probe()? {
             return Ok(());

@@ -192,12 +192,7 @@ async fn wait_http_ready(
         if let Some(status) = child.try_status() {
             return Err(StackError::Launch {
                 name: name.to_string(),
-                source: crate::process::ProcessError::ExitedEarly {
-                    name: name.to_string(),
-                    status,
-                    log: log.display().to_string(),
-                    tail: crate::process::log_tail(log),
-                },
+                source: crate::process::ProcessError::exited_early(name, status, log),
             });
         }
         if let Ok((200, _)) = probe::http_get(addr, path, None).await {
