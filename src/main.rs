@@ -13,6 +13,7 @@ mod load;
 mod report;
 mod run;
 mod serve;
+mod shutdown;
 mod slo;
 mod stack;
 
