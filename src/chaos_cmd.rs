@@ -367,7 +367,8 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
 async fn run_plan(client: &ControlClient, plan: &Plan) -> anyhow::Result<ExitCode> {
     let start = tokio::time::Instant::now();
     let mut injected: Vec<u64> = Vec::new();
-    let ctrl_c = tokio::signal::ctrl_c();
+    // Ctrl-C or SIGTERM, the same stop every command answers to.
+    let ctrl_c = crate::shutdown::signal_received();
     tokio::pin!(ctrl_c);
     for planned in &plan.faults {
         tokio::select! {

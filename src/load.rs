@@ -433,10 +433,7 @@ pub fn main(args: LoadArgs) -> anyhow::Result<ExitCode> {
 
 async fn drive(plan: LoadPlan, args: &LoadArgs) -> anyhow::Result<loadgen::Results> {
     let shutdown = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler: never interrupt rather than interrupt at once.
-            std::future::pending::<()>().await;
-        }
+        crate::shutdown::signal_received().await;
     };
     let (progress_tx, bar) = if std::io::stderr().is_terminal() && !args.json {
         let (tx, rx) = tokio::sync::watch::channel(loadgen::Progress::default());

@@ -1,5 +1,5 @@
 //! The `slolab` binary: parses the command line and hands each subcommand to its
-//! module. Everything that can be a library lives in loadgen, chaos and target.
+//! module. Everything that can be a library lives in loadgen, chaos, target and verdict.
 
 use std::process::ExitCode;
 
@@ -13,6 +13,7 @@ mod load;
 mod report_cmd;
 mod run;
 mod serve;
+mod shutdown;
 mod stack;
 
 fn main() -> ExitCode {

@@ -100,21 +100,10 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-/// Resolves on the first SIGTERM or SIGINT: the supervisor stops components with
-/// SIGTERM, a terminal with Ctrl-C.
+/// The supervisor stops components with SIGTERM, a terminal with Ctrl-C.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without handlers the default action (exit) still stops us.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let stop = crate::shutdown::signal_received().await;
+    tracing::info!("{}: shutting down", stop.name());
 }
 
 fn serve_api(args: ApiArgs) -> anyhow::Result<ExitCode> {

@@ -114,14 +114,12 @@ fn stack_up(args: UpArgs) -> anyhow::Result<ExitCode> {
     });
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
         // Register before starting: a Ctrl-C during start-up must still stop cleanly.
-        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut shutdown =
+            crate::shutdown::Shutdown::install().context("installing SIGINT/SIGTERM handlers")?;
         let stack = tokio::select! {
             stack = Supervisor::start_with(spec, bin, Some(Box::new(chaos_routes))) => stack.context("starting the stack")?,
-            _ = term.recv() => anyhow::bail!("interrupted during start-up"),
-            _ = int.recv() => anyhow::bail!("interrupted during start-up"),
+            _ = shutdown.recv() => anyhow::bail!("interrupted during start-up"),
         };
         let state = stack.state();
         let rows = stack.registry().status().await;
@@ -140,10 +138,8 @@ fn stack_up(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("Ctrl-C (or `slolab stack down`) stops it.");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        tokio::select! {
-            _ = term.recv() => eprintln!("SIGTERM: stopping the stack"),
-            _ = int.recv() => eprintln!("SIGINT: stopping the stack"),
-        }
+        let stop = shutdown.recv().await;
+        eprintln!("{}: stopping the stack", stop.name());
         stack.shutdown().await;
         println!("stack stopped");
         Ok(ExitCode::SUCCESS)

@@ -44,15 +44,11 @@ struct Interrupt(watch::Receiver<bool>);
 
 impl Interrupt {
     fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
         let (tx, rx) = watch::channel(false);
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut shutdown =
+            crate::shutdown::Shutdown::install().context("cannot handle SIGINT/SIGTERM")?;
         tokio::spawn(async move {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+            shutdown.recv().await;
             tracing::warn!("interrupted: stopping the load, reverting faults, stopping the stack");
             let _ = tx.send(true);
         });
