@@ -147,7 +147,7 @@ impl Ledger {
             source,
         };
         let text = serde_json::to_vec_pretty(&self.file).expect("ledger serialises");
-        fsutil::write_atomic(&self.path, &text).map_err(err)
+        atomicfile::write_atomic(&self.path, &text).map_err(err)
     }
 
     /// Revert what dead runs left in `dir`: for every ledger whose owner is gone,

@@ -344,7 +344,7 @@ impl Results {
 /// Write `bytes` to `path` so that a reader sees either the old file or the new
 /// one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
-    fsutil::write_atomic(path, bytes).map_err(|source| ResultsError::Write {
+    atomicfile::write_atomic(path, bytes).map_err(|source| ResultsError::Write {
         path: path.display().to_string(),
         source,
     })

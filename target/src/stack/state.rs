@@ -94,7 +94,7 @@ impl StackState {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        fsutil::write_atomic_mode(&path, &json, 0o600).map_err(|source| StackError::Io {
+        atomicfile::write_atomic_mode(&path, &json, 0o600).map_err(|source| StackError::Io {
             what: format!("writing {}", path.display()),
             source,
         })
