@@ -337,7 +337,7 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             let loaded = loaded.with_overrides(&sets)?;
             let p = &loaded.profile;
-            let seed = a.seed.or(p.seed).unwrap_or(crate::run::DEFAULT_SEED);
+            let seed = loaded.seed(a.seed);
             let names = live_names.unwrap_or_else(|| p.component_names());
             let total = a.duration.or(p.load_duration());
             p.chaos_plan_within(seed, &names, total, &loaded.locate())?

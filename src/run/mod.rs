@@ -35,13 +35,11 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
-/// Seed used when neither `--seed` nor the profile gives one, so that runs of
-/// the same profile are comparable by default.
-pub const DEFAULT_SEED: u64 = 1;
+pub use self::profile::DEFAULT_SEED;
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = LoadedProfile::read(&args.profile)?.with_overrides(&args.set)?;
-    let seed = args.seed.or(loaded.profile.seed).unwrap_or(DEFAULT_SEED);
+    let seed = loaded.seed(args.seed);
     if args.dry_run {
         let endpoint = dry_run_endpoint(&loaded);
         let bad = loaded.profile.bad_policy();
@@ -49,7 +47,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", plan.render());
         if let Some(stack) = &loaded.profile.stack {
             let names = loaded.profile.component_names();
-            println!("\nstack:\n{}", stack_table(stack.get_ref(), &names)?);
+            let port_set = loaded.stack_sets("port");
+            println!(
+                "\nstack:\n{}",
+                stack_table(stack.get_ref(), port_set, &names)?
+            );
             let chaos = loaded.profile.chaos_plan(seed, &names, &loaded.locate())?;
             // The same text `slolab chaos plan --dry-run` prints for this file.
             println!("\nfault plan (t = from the load start):\n{chaos}");
@@ -64,12 +66,18 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The stack a dry run would start, one setting a row (as `stack status` shows
 /// a running one), then its components.
-fn stack_table(spec: &::target::stack::StackSpec, names: &[String]) -> anyhow::Result<String> {
+fn stack_table(
+    spec: &::target::stack::StackSpec,
+    port_set: bool,
+    names: &[String],
+) -> anyhow::Result<String> {
     let value = serde_json::to_value(spec)?;
     let mut rows: Vec<[String; 2]> = vec![["setting".into(), "value".into()]];
     if let serde_json::Value::Object(map) = value {
         for (k, v) in map {
             let v = match v {
+                // `run` takes a free port unless the profile names one.
+                _ if k == "port" && !port_set => "chosen at start (free port)".to_string(),
                 serde_json::Value::Null => "default".to_string(),
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),

@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 
-use super::profile::{LoadModel, LoadedProfile, Profile, RequestSpec, StageSpec};
+use super::profile::{LoadShape, LoadedProfile, RequestSpec};
 use verdict::record::StageWindow;
 
 /// Header the API sets on every response; counting it shows how the gateway
 /// spread the load. The tracked header when `[load] track-header` is not given.
 pub const TRACK_HEADER: &str = verdict::report::INSTANCE_HEADER;
-/// Open model's in-flight cap when the profile gives none.
-pub const DEFAULT_OPEN_CONNECTIONS: usize = 100;
 
 /// Everything a run will do, before it does it.
 #[derive(Debug, Clone)]
@@ -40,53 +38,30 @@ impl ExperimentPlan {
     pub fn build(loaded: &LoadedProfile, seed: u64, endpoint: &Endpoint, bad: BadPolicy) -> Self {
         let profile = &loaded.profile;
         let load = &profile.load;
-        let stages: Vec<&StageSpec> = load.stages.iter().map(|s| s.get_ref()).collect();
         let base = endpoint.base_url.trim_end_matches('/').to_string();
         let requests = load
             .requests
             .iter()
             .map(|r| request_template(r.get_ref(), &base, endpoint.token.as_deref()))
             .collect();
-        let (model, stop, connections) = match load.model {
-            LoadModel::Open => (
+        let (model, stop, connections) = match &loaded.shape {
+            LoadShape::Open {
+                stages,
+                connections,
+            } => (
                 Model::Open {
-                    stages: stages
-                        .iter()
-                        .map(|s| {
-                            let rate = *s.rate.as_ref().expect("validated").get_ref();
-                            Stage {
-                                duration: s.duration.as_ref().expect("validated").get_ref().0,
-                                start_rate: rate,
-                                end_rate: s.ramp_to.as_ref().map(|r| *r.get_ref()).unwrap_or(rate),
-                            }
-                        })
-                        .collect(),
+                    stages: stages.clone(),
                 },
                 Stop::Stages,
-                load.connections
-                    .as_ref()
-                    .map(|c| *c.get_ref())
-                    .unwrap_or(DEFAULT_OPEN_CONNECTIONS),
+                *connections,
             ),
-            LoadModel::Closed => {
-                let s = stages[0];
-                let stop = match (&s.requests, &s.duration) {
-                    (Some(n), _) => Stop::Requests {
-                        count: *n.get_ref(),
-                    },
-                    (None, Some(d)) => Stop::Duration {
-                        duration: d.get_ref().0,
-                    },
-                    (None, None) => unreachable!("validated: requests or duration"),
-                };
-                (
-                    Model::Closed {
-                        rate_per_worker: None,
-                    },
-                    stop,
-                    *s.connections.as_ref().expect("validated").get_ref(),
-                )
-            }
+            LoadShape::Closed { stop, connections } => (
+                Model::Closed {
+                    rate_per_worker: None,
+                },
+                stop.clone(),
+                *connections,
+            ),
         };
         let plan = LoadPlan {
             requests,
@@ -113,7 +88,7 @@ impl ExperimentPlan {
             name: loaded.name(),
             seed,
             warmup: load.warmup.get_ref().0,
-            stages: stage_windows(profile),
+            stages: profile.stage_windows(),
             load: plan,
             base_url: base,
         }
@@ -262,36 +237,6 @@ fn request_template(r: &RequestSpec, base: &str, token: Option<&str>) -> Request
     }
 }
 
-/// Stage windows on the load clock. A closed run stopped by a request count has
-/// an open end (`f64::INFINITY`) until the run has measured it.
-pub fn stage_windows(profile: &Profile) -> Vec<StageWindow> {
-    let mut t = 0.0;
-    profile
-        .load
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let s = s.get_ref();
-            let len = s
-                .duration
-                .as_ref()
-                .map(|d| d.get_ref().0.as_secs_f64())
-                .unwrap_or(f64::INFINITY);
-            let w = StageWindow {
-                name: s.name.clone().unwrap_or_else(|| format!("stage-{}", i + 1)),
-                start_s: t,
-                end_s: t + len,
-                start_rate: s.rate.as_ref().map(|r| *r.get_ref()),
-                end_rate: s.ramp_to.as_ref().or(s.rate.as_ref()).map(|r| *r.get_ref()),
-                connections: s.connections.as_ref().map(|c| *c.get_ref()),
-            };
-            t += len;
-            w
-        })
-        .collect()
-}
-
 pub fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
@@ -335,6 +280,14 @@ pub fn render_slo(spec: Option<&verdict::slo::SloSpec>) -> String {
             fmt_duration(r),
             fmt_duration(spec.recovery_window)
         );
+    }
+    if !spec.latency.is_empty() || spec.stages.iter().any(|s| !s.latency.is_empty()) {
+        let of = verdict::slo::latency_of_name(spec.latency_of);
+        let judged = match spec.latency_of {
+            loadgen::results::LatencyOf::Good => "good responses (errors' latency reported beside)",
+            _ => "every response, good or bad",
+        };
+        let _ = writeln!(out, "  latency-of = {of:?}: latency judged on {judged}");
     }
     out
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::Spanned;
+use verdict::record::StageWindow;
 
 /// A profile as written. Strictness lives here (`deny_unknown_fields`), the
 /// cross-field checks in [`Profile::validate`].
@@ -183,6 +184,34 @@ pub struct LoadedProfile {
     pub path: PathBuf,
     pub text: String,
     pub profile: Profile,
+    /// The load as validation proved it: what the planner builds from.
+    pub shape: LoadShape,
+    /// The keys the `[stack]` table sets itself, so "did the user set the
+    /// port?" is a field, not a re-read of the text (the parsed `StackSection` fills defaults).
+    stack_keys: Vec<String>,
+}
+
+/// Seed used when neither `--seed` nor the profile gives one, so that runs of
+/// the same profile are comparable by default.
+pub const DEFAULT_SEED: u64 = 1;
+
+/// Open model's in-flight cap when the profile gives none.
+pub const DEFAULT_OPEN_CONNECTIONS: usize = 100;
+
+/// A load model with exactly the fields it needs, produced by validation so
+/// that nothing downstream meets a stage without its rate or its stop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadShape {
+    /// Open model: stages of offered rate, at most `connections` in flight.
+    Open {
+        stages: Vec<loadgen::Stage>,
+        connections: usize,
+    },
+    /// Closed model: `connections` workers until `stop`.
+    Closed {
+        stop: loadgen::Stop,
+        connections: usize,
+    },
 }
 
 impl LoadedProfile {
@@ -199,13 +228,18 @@ impl LoadedProfile {
             let span = e.span().unwrap_or(0..0);
             Located::new(path, &text).error(span, None, e.message().trim())
         })?;
-        let loaded = Self {
+        let shape = profile.validate(&Located::new(path, &text))?;
+        let stack_keys = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| Some(t.get("stack")?.as_table()?.keys().cloned().collect()))
+            .unwrap_or_default();
+        Ok(Self {
             path: path.to_path_buf(),
             text,
             profile,
-        };
-        loaded.profile.validate(&loaded.locate())?;
-        Ok(loaded)
+            shape,
+            stack_keys,
+        })
     }
 
     /// Applies `--set FIELD=VALUE` overrides (`stack.gateway=builtin`,
@@ -248,10 +282,12 @@ impl LoadedProfile {
     /// True when the profile's `[stack]` table sets `key` itself (rather than
     /// leaving it to the supervisor's default).
     pub fn stack_sets(&self, key: &str) -> bool {
-        toml::from_str::<toml::Table>(&self.text)
-            .ok()
-            .and_then(|t| t.get("stack")?.as_table()?.get(key).cloned())
-            .is_some()
+        self.stack_keys.iter().any(|k| k == key)
+    }
+
+    /// The seed a run uses: `--seed`, else the profile's, else [`DEFAULT_SEED`].
+    pub fn seed(&self, flag: Option<u64>) -> u64 {
+        flag.or(self.profile.seed).unwrap_or(DEFAULT_SEED)
     }
 
     /// The profile's name: `name`, else the file stem.
@@ -443,9 +479,39 @@ pub fn field_at(text: &str, offset: usize) -> String {
 }
 
 impl Profile {
-    /// Cross-field and range checks serde cannot express. Chaos targets and `at`
-    /// times are checked when the chaos plan is built (see `plan.rs`).
-    pub fn validate(&self, at: &Located<'_>) -> Result<(), ProfileError> {
+    /// Stage windows on the load clock. A closed run stopped by a request count has
+    /// an open end (`f64::INFINITY`) until the run has measured it.
+    pub fn stage_windows(&self) -> Vec<StageWindow> {
+        let mut t = 0.0;
+        self.load
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let s = s.get_ref();
+                let len = s
+                    .duration
+                    .as_ref()
+                    .map(|d| d.get_ref().0.as_secs_f64())
+                    .unwrap_or(f64::INFINITY);
+                let w = StageWindow {
+                    name: s.name.clone().unwrap_or_else(|| format!("stage-{}", i + 1)),
+                    start_s: t,
+                    end_s: t + len,
+                    start_rate: s.rate.as_ref().map(|r| *r.get_ref()),
+                    end_rate: s.ramp_to.as_ref().or(s.rate.as_ref()).map(|r| *r.get_ref()),
+                    connections: s.connections.as_ref().map(|c| *c.get_ref()),
+                };
+                t += len;
+                w
+            })
+            .collect()
+    }
+
+    /// Cross-field and range checks serde cannot express, and the load's shape
+    /// they prove. Chaos targets and `at` times are checked by building the
+    /// chaos plan.
+    pub fn validate(&self, at: &Located<'_>) -> Result<LoadShape, ProfileError> {
         match (&self.url, &self.stack) {
             (Some(url), Some(_)) => {
                 return Err(at.error(
@@ -466,16 +532,13 @@ impl Profile {
                 ));
             }
         }
-        self.load.validate(at)?;
+        let shape = self.load.validate(at)?;
         if self.stack.is_some() {
-            let seed = self.seed.unwrap_or(super::DEFAULT_SEED);
+            let seed = self.seed.unwrap_or(DEFAULT_SEED);
             self.chaos_plan(seed, &self.component_names(), at)?;
         }
         if let Some(slo) = &self.slo {
-            let names: Vec<String> = super::plan::stage_windows(self)
-                .into_iter()
-                .map(|w| w.name)
-                .collect();
+            let names: Vec<String> = self.stage_windows().into_iter().map(|w| w.name).collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             slo.get_ref()
                 .check_stage_names(&names)
@@ -496,7 +559,7 @@ impl Profile {
                 }
             }
         }
-        Ok(())
+        Ok(shape)
     }
 
     /// The components the profile's stack will have, by the supervisor's names:
@@ -612,7 +675,7 @@ fn check_url(url: &Spanned<String>, at: &Located<'_>) -> Result<(), ProfileError
 }
 
 impl LoadSection {
-    fn validate(&self, at: &Located<'_>) -> Result<(), ProfileError> {
+    fn validate(&self, at: &Located<'_>) -> Result<LoadShape, ProfileError> {
         if self.stages.is_empty() {
             return Err(at.error(
                 0..0,
@@ -660,11 +723,27 @@ impl LoadSection {
                 "the closed model runs one stage (hey's -c with -n or -z); use model = \"open\" for staged load",
             ));
         }
-        for (i, stage) in self.stages.iter().enumerate() {
-            stage
-                .get_ref()
-                .validate(self.model, i + 1, stage.span(), at)?;
-        }
+        let stage = |i: usize| (self.stages[i].get_ref(), i + 1, self.stages[i].span());
+        let shape = match self.model {
+            LoadModel::Open => LoadShape::Open {
+                stages: (0..self.stages.len())
+                    .map(|i| {
+                        let (s, n, span) = stage(i);
+                        s.validate_open(n, span, at)
+                    })
+                    .collect::<Result<_, _>>()?,
+                connections: self
+                    .connections
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or(DEFAULT_OPEN_CONNECTIONS),
+            },
+            LoadModel::Closed => {
+                let (s, n, span) = stage(0);
+                let (stop, connections) = s.validate_closed(n, span, at)?;
+                LoadShape::Closed { stop, connections }
+            }
+        };
         if self
             .requests
             .iter()
@@ -680,18 +759,18 @@ impl LoadSection {
         for (i, r) in self.requests.iter().enumerate() {
             r.get_ref().validate(i + 1, at)?;
         }
-        Ok(())
+        Ok(shape)
     }
 }
 
 impl StageSpec {
-    fn validate(
+    /// An open-model stage: a duration and a rate (and perhaps a ramp).
+    fn validate_open(
         &self,
-        model: LoadModel,
         n: usize,
         span: Range<usize>,
         at: &Located<'_>,
-    ) -> Result<(), ProfileError> {
+    ) -> Result<loadgen::Stage, ProfileError> {
         let field = |f: &str| format!("load.stage[{n}].{f}");
         if let Some(d) = &self.duration {
             if d.get_ref().0.is_zero() {
@@ -702,92 +781,117 @@ impl StageSpec {
             Some(s) => Err(at.error(s, Some(&field(name)), why)),
             None => Ok(()),
         };
-        match model {
-            LoadModel::Open => {
-                let Some(d) = &self.duration else {
+        let Some(d) = &self.duration else {
+            return Err(at.error(
+                span,
+                Some(&field("duration")),
+                "open-model stage needs a `duration`",
+            ));
+        };
+        let Some(rate) = &self.rate else {
+            return Err(at.error(
+                span,
+                Some(&field("rate")),
+                "open-model stage needs a `rate` (requests per second)",
+            ));
+        };
+        for (name, r) in [("rate", Some(rate)), ("ramp-to", self.ramp_to.as_ref())] {
+            if let Some(r) = r {
+                let v = *r.get_ref();
+                if !(v.is_finite() && v > 0.0) {
                     return Err(at.error(
-                        span,
-                        Some(&field("duration")),
-                        "open-model stage needs a `duration`",
-                    ));
-                };
-                let _ = d;
-                let Some(rate) = &self.rate else {
-                    return Err(at.error(
-                        span,
-                        Some(&field("rate")),
-                        "open-model stage needs a `rate` (requests per second)",
-                    ));
-                };
-                for (name, r) in [("rate", Some(rate)), ("ramp-to", self.ramp_to.as_ref())] {
-                    if let Some(r) = r {
-                        let v = *r.get_ref();
-                        if !(v.is_finite() && v > 0.0) {
-                            return Err(at.error(
-                                r.span(),
-                                Some(&field(name)),
-                                &format!("must be more than 0 requests per second (got {v})"),
-                            ));
-                        }
-                    }
-                }
-                let closed_only = "only for the closed model (model = \"closed\")";
-                forbid(
-                    "connections",
-                    self.connections.as_ref().map(|c| c.span()),
-                    closed_only,
-                )?;
-                forbid(
-                    "requests",
-                    self.requests.as_ref().map(|c| c.span()),
-                    closed_only,
-                )?;
-            }
-            LoadModel::Closed => {
-                let Some(c) = &self.connections else {
-                    return Err(at.error(
-                        span,
-                        Some(&field("connections")),
-                        "closed-model stage needs `connections`",
-                    ));
-                };
-                if *c.get_ref() == 0 {
-                    return Err(at.error(
-                        c.span(),
-                        Some(&field("connections")),
-                        "must be at least 1",
+                        r.span(),
+                        Some(&field(name)),
+                        &format!("must be more than 0 requests per second (got {v})"),
                     ));
                 }
-                match (&self.duration, &self.requests) {
-                    (None, None) => return Err(at.error(
-                        span,
-                        Some(&field("requests")),
-                        "closed-model stage needs `requests` (hey's -n) or `duration` (hey's -z)",
-                    )),
-                    (Some(d), Some(_)) => {
-                        return Err(at.error(
-                            d.span(),
-                            Some(&field("duration")),
-                            "give `requests` or `duration`, not both",
-                        ))
-                    }
-                    (None, Some(r)) => {
-                        if *r.get_ref() < *c.get_ref() as u64 {
-                            return Err(at.error(r.span(), Some(&field("requests")), &format!("{} requests cannot keep {} connections busy: requests must be at least connections (as hey's -n >= -c)", r.get_ref(), c.get_ref())));
-                        }
-                    }
-                    (Some(_), None) => {}
-                }
-                let open_only = "only for the open model (model = \"open\")";
-                forbid("rate", self.rate.as_ref().map(|c| c.span()), open_only)?;
-                forbid(
-                    "ramp-to",
-                    self.ramp_to.as_ref().map(|c| c.span()),
-                    open_only,
-                )?;
             }
         }
-        Ok(())
+        let closed_only = "only for the closed model (model = \"closed\")";
+        forbid(
+            "connections",
+            self.connections.as_ref().map(|c| c.span()),
+            closed_only,
+        )?;
+        forbid(
+            "requests",
+            self.requests.as_ref().map(|c| c.span()),
+            closed_only,
+        )?;
+        let start_rate = *rate.get_ref();
+        Ok(loadgen::Stage {
+            duration: d.get_ref().0,
+            start_rate,
+            end_rate: self
+                .ramp_to
+                .as_ref()
+                .map(|r| *r.get_ref())
+                .unwrap_or(start_rate),
+        })
+    }
+
+    /// The closed model's one stage: connections, and requests or a duration.
+    fn validate_closed(
+        &self,
+        n: usize,
+        span: Range<usize>,
+        at: &Located<'_>,
+    ) -> Result<(loadgen::Stop, usize), ProfileError> {
+        let field = |f: &str| format!("load.stage[{n}].{f}");
+        if let Some(d) = &self.duration {
+            if d.get_ref().0.is_zero() {
+                return Err(at.error(d.span(), Some(&field("duration")), "must be more than 0"));
+            }
+        }
+        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| match present {
+            Some(s) => Err(at.error(s, Some(&field(name)), why)),
+            None => Ok(()),
+        };
+        let Some(c) = &self.connections else {
+            return Err(at.error(
+                span,
+                Some(&field("connections")),
+                "closed-model stage needs `connections`",
+            ));
+        };
+        if *c.get_ref() == 0 {
+            return Err(at.error(c.span(), Some(&field("connections")), "must be at least 1"));
+        }
+        let stop = match (&self.duration, &self.requests) {
+            (None, None) => {
+                return Err(at.error(
+                    span,
+                    Some(&field("requests")),
+                    "closed-model stage needs `requests` (hey's -n) or `duration` (hey's -z)",
+                ))
+            }
+            (Some(d), Some(_)) => {
+                return Err(at.error(
+                    d.span(),
+                    Some(&field("duration")),
+                    "give `requests` or `duration`, not both",
+                ))
+            }
+            (None, Some(r)) => {
+                if *r.get_ref() < *c.get_ref() as u64 {
+                    return Err(at.error(r.span(), Some(&field("requests")), &format!("{} requests cannot keep {} connections busy: requests must be at least connections (as hey's -n >= -c)", r.get_ref(), c.get_ref())));
+                }
+                loadgen::Stop::Requests {
+                    count: *r.get_ref(),
+                }
+            }
+            (Some(d), None) => loadgen::Stop::Duration {
+                duration: d.get_ref().0,
+            },
+        };
+        let open_only = "only for the open model (model = \"open\")";
+        forbid("rate", self.rate.as_ref().map(|c| c.span()), open_only)?;
+        forbid(
+            "ramp-to",
+            self.ramp_to.as_ref().map(|c| c.span()),
+            open_only,
+        )?;
+        Ok((stop, *c.get_ref()))
     }
 }
 
@@ -831,6 +935,50 @@ impl RequestSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> LoadedProfile {
+        LoadedProfile::parse(Path::new("p.toml"), text.to_string()).unwrap()
+    }
+
+    const REQUEST: &str = "[[load.request]]\npath = \"/health\"\n";
+
+    #[test]
+    fn validation_yields_the_load_shape_with_every_default_resolved() {
+        let open = parse(&format!(
+            "[[load.stage]]\nduration = \"5s\"\nrate = 100\nramp-to = 300\n{REQUEST}"
+        ));
+        assert_eq!(
+            open.shape,
+            LoadShape::Open {
+                stages: vec![loadgen::Stage {
+                    duration: Duration::from_secs(5),
+                    start_rate: 100.0,
+                    end_rate: 300.0,
+                }],
+                connections: DEFAULT_OPEN_CONNECTIONS,
+            }
+        );
+        assert_eq!(
+            open.seed(None),
+            DEFAULT_SEED,
+            "a seedless profile runs on seed 1"
+        );
+        assert_eq!(open.seed(Some(9)), 9);
+        assert!(!open.stack_sets("port"));
+
+        let closed = parse(&format!(
+            "seed = 4\n[stack]\nport = 9000\n[load]\nmodel = \"closed\"\n[[load.stage]]\nconnections = 3\nrequests = 30\n{REQUEST}"
+        ));
+        assert_eq!(
+            closed.shape,
+            LoadShape::Closed {
+                stop: loadgen::Stop::Requests { count: 30 },
+                connections: 3,
+            }
+        );
+        assert_eq!(closed.seed(None), 4);
+        assert!(closed.stack_sets("port") && !closed.stack_sets("instances"));
+    }
 
     #[test]
     fn line_col_counts_from_one_in_characters() {
