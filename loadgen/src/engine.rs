@@ -19,7 +19,7 @@ use crate::pacer::Schedule;
 use crate::plan::{Io, LoadPlan, Model, Stop};
 use crate::record::{outcome_map, Aggregator, Message, Recorder, Sample};
 use crate::results::{
-    encode_histogram, Host, PacerStats, Results, RunMeta, Tool, Totals, SCHEMA_VERSION,
+    encode_histogram, PacerStats, Results, RunMeta, Tool, Totals, SCHEMA_VERSION,
 };
 use crate::sock::{Backend, Socket};
 use crate::template::{self, CompiledRequest, Expansion, Origin};
@@ -1050,7 +1050,10 @@ pub(crate) async fn run(
         bytes_received: total.bytes,
         by_header,
     };
-    let commit = tokio::task::spawn_blocking(git_commit).await.ok().flatten();
+    let commit = tokio::task::spawn_blocking(crate::meta::git_commit)
+        .await
+        .ok()
+        .flatten();
     let mut extra = std::collections::BTreeMap::new();
     extra.insert(
         "phases".to_string(),
@@ -1067,7 +1070,7 @@ pub(crate) async fn run(
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_s,
             commit,
-            host: host(),
+            host: crate::meta::host(),
             interrupted,
             io: Some(io_name.into()),
         },
@@ -1084,29 +1087,4 @@ pub(crate) async fn run(
         },
         extra,
     })
-}
-
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !s.is_empty()).then_some(s)
-}
-
-fn host() -> Host {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    Host {
-        hostname,
-        os: std::env::consts::OS.into(),
-        arch: std::env::consts::ARCH.into(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-    }
 }

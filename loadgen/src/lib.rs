@@ -6,6 +6,7 @@ mod engine;
 mod epoll;
 mod h2;
 mod http1;
+mod meta;
 pub mod outcome;
 pub mod pacer;
 pub mod plan;

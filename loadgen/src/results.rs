@@ -297,6 +297,22 @@ fn select_histogram(all: &str, bad: &str, of: LatencyOf) -> Result<Histogram<u64
 }
 
 impl Interval {
+    /// Seconds of this interval that the run covered: the full width, except
+    /// for the last interval, which the run usually ends partway through
+    /// (`run_s` is the run's `run.duration_s`). Rates per interval divide by
+    /// this; dividing by the width makes the last point of every run dip
+    /// toward zero, which reads as an outage.
+    pub fn covered_s(&self, run_s: f64) -> f64 {
+        let covered = (run_s - self.start_s).min(self.duration_s);
+        // A run that ends before its own timeline (a file from another writer)
+        // keeps the nominal width rather than a rate over a near-zero divisor.
+        if covered > 0.0 {
+            covered
+        } else {
+            self.duration_s
+        }
+    }
+
     /// This bucket's latency histogram of the good, bad or all responses.
     pub fn latency_histogram(&self, of: LatencyOf) -> Result<Histogram<u64>, ResultsError> {
         select_histogram(&self.histogram, &self.bad_histogram, of)
@@ -410,6 +426,19 @@ impl LatencySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interval_covers_its_width_except_where_the_run_ended() {
+        let iv = |start_s: f64| Interval {
+            start_s,
+            duration_s: 1.0,
+            ..Default::default()
+        };
+        assert_eq!(iv(3.0).covered_s(9.25), 1.0);
+        assert_eq!(iv(9.0).covered_s(9.25), 0.25);
+        // A file whose run ended before its own timeline keeps the width.
+        assert_eq!(iv(10.0).covered_s(9.25), 1.0);
+    }
 
     #[test]
     fn histogram_codec_round_trips_and_merges_exactly() {

@@ -212,7 +212,7 @@ fn decode_run(input: &RunInput) -> Result<RawRun, CompareError> {
                 // The time the run covered, not the width: the last interval
                 // is usually partial, and its full width would pull every
                 // throughput estimate down.
-                duration_s: crate::slo::covered_s(i, r.run.duration_s),
+                duration_s: i.covered_s(r.run.duration_s),
             })
         })
         .collect::<Result<Vec<_>, CompareError>>()?;

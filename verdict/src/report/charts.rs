@@ -11,7 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::Report;
-use crate::slo::{covered_s, format_ms};
+use crate::slo::format_ms;
 
 /// No wider than the page's content box (1100 − 2 × 24 − 2 × 21), so the browser
 /// shows the SVG at its own size and 12 px text stays 12 px.
@@ -348,7 +348,7 @@ impl Clock {
             .results
             .timeline
             .last()
-            .map_or(0.0, |iv| iv.start_s + covered_s(iv, run_s));
+            .map_or(0.0, |iv| iv.start_s + iv.covered_s(run_s));
         let faults = report
             .faults()
             .iter()
@@ -473,7 +473,7 @@ fn steps(report: &Report, value: impl Fn(&Interval) -> Option<f64>) -> Vec<Step>
         .filter_map(|iv| {
             value(iv).map(|y| Step {
                 x0: iv.start_s,
-                x1: iv.start_s + covered_s(iv, run_s),
+                x1: iv.start_s + iv.covered_s(run_s),
                 y,
             })
         })
@@ -482,7 +482,7 @@ fn steps(report: &Report, value: impl Fn(&Interval) -> Option<f64>) -> Vec<Step>
 
 /// Per second over the time the interval covered: the last one is usually partial.
 fn rate(report: &Report, n: u64, iv: &Interval) -> f64 {
-    match covered_s(iv, report.results.run.duration_s) {
+    match iv.covered_s(report.results.run.duration_s) {
         d if d > 0.0 => n as f64 / d,
         _ => 0.0,
     }

@@ -46,7 +46,7 @@ pub use analyze::*;
 pub use format::*;
 pub use spec::*;
 pub use verdict::*;
-pub use window::*;
+use window::*;
 
 /// Stages and faults are the run record's own types: the analysis reads what
 /// the run wrote, not a copy of it.

@@ -184,21 +184,6 @@ pub(crate) fn percentile_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0) as f64 / 1e3)
 }
 
-/// Seconds of `iv` that the run covered: the full width, except for the last
-/// interval, which the run usually ends partway through (`run_s` is the run's
-/// `run.duration_s`). Rates per interval divide by this; dividing by the width
-/// makes the last point of every run dip toward zero, which reads as an outage.
-pub fn covered_s(iv: &Interval, run_s: f64) -> f64 {
-    let covered = (run_s - iv.start_s).min(iv.duration_s);
-    // A run that ends before its own timeline (a file from another writer)
-    // keeps the nominal width rather than a rate over a near-zero divisor.
-    if covered > 0.0 {
-        covered
-    } else {
-        iv.duration_s
-    }
-}
-
 /// Intervals of `[a, b)` by midpoint; the one containing `a` when none qualifies.
 pub(crate) fn window_indices(timeline: &[Interval], a: f64, b: f64) -> Vec<usize> {
     let by_mid: Vec<usize> = timeline
