@@ -764,6 +764,18 @@ impl LoadSection {
 }
 
 impl StageSpec {
+    /// Either model: a stage's duration, when given, is more than zero.
+    fn check_duration(&self, n: usize, at: &Located<'_>) -> Result<(), ProfileError> {
+        match &self.duration {
+            Some(d) if d.get_ref().0.is_zero() => Err(at.error(
+                d.span(),
+                Some(&format!("load.stage[{n}].duration")),
+                "must be more than 0",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// An open-model stage: a duration and a rate (and perhaps a ramp).
     fn validate_open(
         &self,
@@ -772,14 +784,9 @@ impl StageSpec {
         at: &Located<'_>,
     ) -> Result<loadgen::Stage, ProfileError> {
         let field = |f: &str| format!("load.stage[{n}].{f}");
-        if let Some(d) = &self.duration {
-            if d.get_ref().0.is_zero() {
-                return Err(at.error(d.span(), Some(&field("duration")), "must be more than 0"));
-            }
-        }
-        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| match present {
-            Some(s) => Err(at.error(s, Some(&field(name)), why)),
-            None => Ok(()),
+        self.check_duration(n, at)?;
+        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| {
+            present.map_or(Ok(()), |s| Err(at.error(s, Some(&field(name)), why)))
         };
         let Some(d) = &self.duration else {
             return Err(at.error(
@@ -838,14 +845,9 @@ impl StageSpec {
         at: &Located<'_>,
     ) -> Result<(loadgen::Stop, usize), ProfileError> {
         let field = |f: &str| format!("load.stage[{n}].{f}");
-        if let Some(d) = &self.duration {
-            if d.get_ref().0.is_zero() {
-                return Err(at.error(d.span(), Some(&field("duration")), "must be more than 0"));
-            }
-        }
-        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| match present {
-            Some(s) => Err(at.error(s, Some(&field(name)), why)),
-            None => Ok(()),
+        self.check_duration(n, at)?;
+        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| {
+            present.map_or(Ok(()), |s| Err(at.error(s, Some(&field(name)), why)))
         };
         let Some(c) = &self.connections else {
             return Err(at.error(
