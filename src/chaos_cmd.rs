@@ -174,7 +174,7 @@ fn fault_rows(events: &[FaultEvent]) -> Vec<FaultRow> {
             params: e.params.to_string(),
             duration: match (e.duration, e.end == Some(e.start)) {
                 (_, true) => "instant".into(),
-                (Some(d), _) => humantime::format_duration(d).to_string(),
+                (Some(d), _) => chaos::duration::format(d),
                 (None, _) => "until reverted".into(),
             },
             started: e.start.wall.format("%H:%M:%S%.3f").to_string(),

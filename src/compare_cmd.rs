@@ -70,7 +70,7 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 95.0, value_name = "PERCENT")]
     confidence: f64,
     /// Latency changes smaller than this never count (scheduler noise on shared runners).
-    #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1ms", value_parser = chaos::duration::parse, value_name = "DURATION")]
     min_latency_change: Duration,
     /// Bootstrap resamples (100-10000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=10_000))]

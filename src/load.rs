@@ -30,7 +30,7 @@ pub struct LoadArgs {
     #[arg(short = 'q')]
     pub qps: Option<f64>,
     /// Duration of application to send requests; when given, -n is ignored (e.g. -z 10s, -z 3m).
-    #[arg(short = 'z', value_parser = parse_duration)]
+    #[arg(short = 'z', value_parser = chaos::duration::parse_positive)]
     pub duration: Option<Duration>,
     /// HTTP method.
     #[arg(short = 'm', default_value = "GET")]
@@ -87,7 +87,7 @@ pub struct LoadArgs {
     #[arg(long = "save")]
     pub save: Option<PathBuf>,
     /// Timeline bucket width.
-    #[arg(long = "interval", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long = "interval", default_value = "1s", value_parser = chaos::duration::parse_positive)]
     pub interval: Duration,
     /// Generator threads (0: one per core); hey's -cpus is the same setting.
     #[arg(long = "threads", visible_alias = "cpus", default_value_t = 0)]
@@ -224,14 +224,6 @@ pub fn hey_spellings(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     Ok(out)
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = chaos::duration::parse(s)?;
-    if d.is_zero() {
-        return Err(format!("{s:?}: the duration must be more than 0"));
-    }
-    Ok(d)
-}
-
 fn parse_rate(s: &str) -> Option<f64> {
     s.trim()
         .parse::<f64>()
@@ -245,7 +237,7 @@ pub fn parse_stage(s: &str) -> Result<Stage, String> {
         format!("bad --stage {s:?}: expected DURATION@RATE or DURATION@FROM..TO, e.g. 20s@500 or 10s@100..1000")
     };
     let (d, r) = s.split_once('@').ok_or_else(bad)?;
-    let duration = parse_duration(d).map_err(|_| bad())?;
+    let duration = chaos::duration::parse_positive(d).map_err(|_| bad())?;
     let (start_rate, end_rate) = match r.split_once("..") {
         Some((a, b)) => (
             parse_rate(a).ok_or_else(bad)?,
@@ -465,24 +457,20 @@ async fn drive(plan: LoadPlan, args: &LoadArgs) -> anyhow::Result<loadgen::Resul
 
 /// A progress bar on stderr (only when it is a terminal): ends when the run does.
 async fn progress_bar(mut rx: tokio::sync::watch::Receiver<loadgen::Progress>, plan: LoadPlan) {
-    let bar = match plan.stop {
-        Stop::Requests { count } => indicatif::ProgressBar::new(count),
-        _ => indicatif::ProgressBar::new_spinner(),
+    let len = match plan.stop {
+        Stop::Requests { count } => Some(count),
+        _ => None,
     };
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
+    let bar = crate::progress::bar(
+        len,
         "{spinner} {elapsed_precise} {wide_bar} {pos} requests  {msg}",
-    ) {
-        bar.set_style(style);
-    }
+    );
     while rx.changed().await.is_ok() {
         let p = rx.borrow_and_update().clone();
         bar.set_position(p.requests);
         bar.set_message(format!(
-            "{:.0} req/s  p99 {:.1} ms  errors {}  stage {}",
-            p.rate,
-            p.p99_last_interval.as_secs_f64() * 1e3,
-            p.errors,
+            "{} | stage {}",
+            crate::progress::status(&p),
             p.stage + 1
         ));
     }

@@ -10,6 +10,7 @@ mod cli;
 mod compare_cmd;
 mod exit;
 mod load;
+mod progress;
 mod report_cmd;
 mod run;
 mod serve;

@@ -169,7 +169,7 @@ async fn measure(
     if let Some(warmup) = plan.warmup_plan() {
         eprintln!(
             "slolab run: warming up for {}",
-            super::plan::fmt_duration(plan.warmup)
+            chaos::duration::format(plan.warmup)
         );
         loadgen::run(warmup, interrupt.clone().wait(), None)
             .await
@@ -313,16 +313,10 @@ impl ProgressBar {
             return Self { task: None };
         }
         let stage_names: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
-        let bar = match plan.duration() {
-            Some(d) => indicatif::ProgressBar::new(d.as_secs().max(1)),
-            None => indicatif::ProgressBar::new_spinner(),
-        };
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
+        let bar = crate::progress::bar(
+            plan.duration().map(|d| d.as_secs().max(1)),
+            "{elapsed_precise} [{bar:30}] {msg}",
+        );
         bar.enable_steady_tick(Duration::from_millis(250));
         let task = tokio::spawn(async move {
             let mut last_fault = String::new();
@@ -339,10 +333,8 @@ impl ProgressBar {
                 let stage = stage_names.get(p.stage).map(String::as_str).unwrap_or("-");
                 bar.set_position(p.elapsed.as_secs());
                 bar.set_message(format!(
-                    "{stage} | {:.0} req/s | p99 {:.1} ms | {} errors | {} requests{last_fault}",
-                    p.rate,
-                    p.p99_last_interval.as_secs_f64() * 1e3,
-                    p.errors,
+                    "{stage} | {} | {} requests{last_fault}",
+                    crate::progress::status(&p),
                     p.requests
                 ));
             }

@@ -145,8 +145,8 @@ impl ExperimentPlan {
         let _ = writeln!(
             out,
             "load: {model}, timeout {}, interval {}, keep-alive {}",
-            fmt_duration(p.timeout),
-            fmt_duration(p.interval),
+            chaos::duration::format(p.timeout),
+            chaos::duration::format(p.interval),
             if p.keepalive { "on" } else { "off" }
         );
         if self.warmup.is_zero() {
@@ -155,7 +155,7 @@ impl ExperimentPlan {
             let _ = writeln!(
                 out,
                 "warm-up: {} before t=0, not measured",
-                fmt_duration(self.warmup)
+                chaos::duration::format(self.warmup)
             );
         }
         let _ = writeln!(out, "\nstages (t = seconds from the load start):");
@@ -181,7 +181,7 @@ impl ExperimentPlan {
             );
         }
         if let Some(d) = self.duration() {
-            let _ = writeln!(out, "  total {}", fmt_duration(d));
+            let _ = writeln!(out, "  total {}", chaos::duration::format(d));
         }
         let total: u64 = p.requests.iter().map(|r| u64::from(r.weight)).sum();
         let _ = writeln!(
@@ -237,10 +237,6 @@ fn request_template(r: &RequestSpec, base: &str, token: Option<&str>) -> Request
     }
 }
 
-pub fn fmt_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
-}
-
 /// The `--dry-run` text for the `[slo]` table.
 pub fn render_slo(spec: Option<&verdict::slo::SloSpec>) -> String {
     let mut out = String::from("\nSLOs:\n");
@@ -260,7 +256,12 @@ pub fn render_slo(spec: Option<&verdict::slo::SloSpec>) -> String {
             );
         }
         for t in latency {
-            let _ = writeln!(out, "  {scope:<16} {} <= {}", t.key, fmt_duration(t.max));
+            let _ = writeln!(
+                out,
+                "  {scope:<16} {} <= {}",
+                t.key,
+                chaos::duration::format(t.max)
+            );
         }
     };
     line(&mut out, "whole run", spec.availability, &spec.latency);
@@ -277,8 +278,8 @@ pub fn render_slo(spec: Option<&verdict::slo::SloSpec>) -> String {
             out,
             "  {:<16} time to recover <= {} (sliding window {})",
             "each fault",
-            fmt_duration(r),
-            fmt_duration(spec.recovery_window)
+            chaos::duration::format(r),
+            chaos::duration::format(spec.recovery_window)
         );
     }
     if !spec.latency.is_empty() || spec.stages.iter().any(|s| !s.latency.is_empty()) {

@@ -600,8 +600,8 @@ impl Profile {
                         Some(&format!("chaos[{}].at", i + 1)),
                         &format!(
                             "`at` = {} is not before the end of the load ({}): the fault would never fire",
-                            humantime::format_duration(t),
-                            humantime::format_duration(total)
+                            chaos::duration::format(t),
+                            chaos::duration::format(total)
                         ),
                     ));
                 }

@@ -32,10 +32,7 @@ fn shape(r: &Results) -> Vec<(String, String)> {
         ("plan.stop".into(), json(&p.stop)),
         ("plan.connections".into(), p.connections.to_string()),
         ("plan.requests".into(), mix),
-        (
-            "plan.timeout".into(),
-            humantime::format_duration(p.timeout).to_string(),
-        ),
+        ("plan.timeout".into(), chaos::duration::format(p.timeout)),
         ("plan.keepalive".into(), p.keepalive.to_string()),
         ("plan.compression".into(), p.compression.to_string()),
         (

@@ -123,7 +123,7 @@ pub fn analyze(
             unjudged.push(format!(
                 "fault {}: recovery (the run stopped before a full {} window after it)",
                 f.label,
-                format_duration(spec.recovery_window)
+                chaos::duration::format(spec.recovery_window)
             ));
         }
         let resolution_s = recovered.map_or(step, |r| r.resolution_s);

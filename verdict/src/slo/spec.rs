@@ -194,7 +194,7 @@ impl From<SloSpec> for RawSloSpec {
                 .map(|t| {
                     (
                         t.key.clone(),
-                        serde_json::Value::String(format_duration(t.max)),
+                        serde_json::Value::String(chaos::duration::format(t.max)),
                     )
                 })
                 .collect()
@@ -212,8 +212,8 @@ impl From<SloSpec> for RawSloSpec {
         RawSloSpec {
             availability: s.availability.map(format_availability_target),
             bad: Some(bad),
-            recovery: s.recovery.map(format_duration),
-            recovery_window: Some(format_duration(s.recovery_window)),
+            recovery: s.recovery.map(chaos::duration::format),
+            recovery_window: Some(chaos::duration::format(s.recovery_window)),
             latency_of: Some(latency_of_name(s.latency_of).to_string()),
             stage: s
                 .stages
@@ -334,10 +334,6 @@ pub fn latency_of_name(of: LatencyOf) -> &'static str {
         LatencyOf::Bad => "bad",
         LatencyOf::All => "all",
     }
-}
-
-pub(crate) fn format_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 pub(crate) fn format_availability_target(a: f64) -> String {
