@@ -335,23 +335,27 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
     }
     let open = args.rate.is_some() || !args.stages.is_empty();
     let (model, stop) = if open {
-        let stop = match (args.duration, args.requests) {
-            (Some(d), _) => Stop::Duration { duration: d },
-            (None, Some(n)) => Stop::Requests { count: n },
-            (None, None) if args.stages.is_empty() => Stop::Requests { count: 200 },
-            (None, None) => Stop::Stages,
-        };
-        let stages = match args.rate {
+        let (stages, stop) = match args.rate {
             Some(r) => {
                 // One steady stage long enough for the stop to end the run.
-                let d = match stop {
-                    Stop::Duration { duration } => duration,
-                    Stop::Requests { count } => Duration::from_secs_f64(count as f64 / r),
-                    Stop::Stages => unreachable!("--rate always has -n or -z"),
+                let (d, stop) = match (args.duration, args.requests) {
+                    (Some(d), _) => (d, Stop::Duration { duration: d }),
+                    (None, n) => {
+                        let count = n.unwrap_or(200);
+                        let d = Duration::from_secs_f64(count as f64 / r);
+                        (d, Stop::Requests { count })
+                    }
                 };
-                vec![Stage::steady(d, r)]
+                (vec![Stage::steady(d, r)], stop)
             }
-            None => args.stages.clone(),
+            None => {
+                let stop = match (args.duration, args.requests) {
+                    (Some(d), _) => Stop::Duration { duration: d },
+                    (None, Some(n)) => Stop::Requests { count: n },
+                    (None, None) => Stop::Stages,
+                };
+                (args.stages.clone(), stop)
+            }
         };
         (Model::Open { stages }, stop)
     } else {
