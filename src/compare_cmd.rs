@@ -94,18 +94,7 @@ pub struct CompareArgs {
 }
 
 pub fn main(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
-        anyhow::bail!(
-            "--threshold must be a percentage ≥ 0, got {}",
-            args.threshold
-        );
-    }
-    if !(args.confidence > 50.0 && args.confidence < 100.0) {
-        anyhow::bail!(
-            "--confidence must be between 50 and 100 (percent), got {}",
-            args.confidence
-        );
-    }
+    // The settings themselves are checked by `verdict::compare::compare`.
     let (mut base, mut head) = (args.base.clone(), args.head.clone());
     match args.paths.as_slice() {
         [] => {}

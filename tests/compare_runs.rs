@@ -395,3 +395,19 @@ fn a_results_file_from_an_earlier_main_renders_and_compares() {
     );
     assert!(stdout.contains("time to recover"), "{stdout}");
 }
+
+/// A section this version cannot read is said, not silently dropped.
+#[test]
+fn an_unreadable_experiment_section_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, head) = same_server_runs(dir.path(), "20", "20");
+    edit(&head, |v| {
+        v["experiment"] = serde_json::json!({ "faults": "not a list" })
+    });
+    let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &[]));
+    assert_verdict(code, &stdout, &stderr);
+    assert!(
+        stdout.contains("its experiment section could not be read"),
+        "{stdout}"
+    );
+}

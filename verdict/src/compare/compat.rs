@@ -2,16 +2,14 @@
 //! profile. Comparing a 10-connection run with a 50-connection one, or a laptop
 //! with a CI runner, measures the difference in setup, not in the commit.
 
-use loadgen::Results;
-
 use super::sample::RunInput;
-use crate::record::ExperimentSection;
 
 /// What must match, as (field path, value) pairs in a stable order. Paths
 /// name the results file's fields (`plan.connections`, `host.cpus`) and, for
 /// a run's profile, the profile's own fields (`stack.gateway`,
 /// `load.stages[1].rate`), so `--allow` takes what the user wrote.
-fn shape(r: &Results) -> Vec<(String, String)> {
+fn shape(run: &RunInput) -> Vec<(String, String)> {
+    let r = &run.results;
     let p = &r.plan;
     let mix = p
         .requests
@@ -44,15 +42,14 @@ fn shape(r: &Results) -> Vec<(String, String)> {
         ("host.cpus".into(), h.cpus.to_string()),
         ("host.os".into(), format!("{}/{}", h.os, h.arch)),
     ];
-    // An unreadable section was reported when the file was read.
-    let experiment = ExperimentSection::of(r).ok().flatten();
-    let name = experiment
+    let name = run
+        .experiment
         .as_ref()
         .map(|e| e.name.as_str())
         .filter(|n| !n.is_empty())
         .unwrap_or("(none)");
     out.push(("name".into(), name.to_string()));
-    if let Some(e) = &experiment {
+    if let Some(e) = &run.experiment {
         leaves("", &e.profile, &mut out);
     }
     out
@@ -148,11 +145,11 @@ pub fn differences(base: &[RunInput], head: &[RunInput]) -> Vec<Difference> {
     let Some(reference) = base.first() else {
         return Vec::new();
     };
-    let want = shape(&reference.results);
+    let want = shape(reference);
     let mut out = Vec::new();
     for (side, runs) in [("base", base), ("head", head)] {
         for run in runs {
-            let got = shape(&run.results);
+            let got = shape(run);
             let value = |v: &[(String, String)], path: &str| {
                 v.iter()
                     .find(|(p, _)| p == path)

@@ -148,8 +148,5 @@ pub fn service(
 }
 
 pub fn input(name: &str, results: Results) -> RunInput {
-    RunInput {
-        path: PathBuf::from(name),
-        results,
-    }
+    RunInput::new(PathBuf::from(name), results)
 }

@@ -103,8 +103,13 @@ pub fn compare(base: &[PathBuf], head: &[PathBuf], args: &Options) -> Result<Rep
     );
     if !refused.is_empty() {
         if !args.force {
-            let mut paths: Vec<&str> = refused.iter().map(|d| d.path.as_str()).collect();
-            paths.dedup();
+            // Each path once, in the order met (several runs may differ in it).
+            let mut paths: Vec<&str> = Vec::new();
+            for d in &refused {
+                if !paths.contains(&d.path.as_str()) {
+                    paths.push(&d.path);
+                }
+            }
             let lines: Vec<String> = refused.iter().map(|d| d.to_string()).collect();
             return Err(invalid(format!(
                 "the runs are not comparable:\n  {}\n(compare runs of the same load on the same host; \
@@ -206,7 +211,12 @@ fn run_warnings(side: &str, r: &RunInput) -> Vec<String> {
             if n == 1 { "" } else { "s" }
         ));
     }
-    if interrupted(&r.results) {
+    if let Some(e) = &r.unreadable {
+        w.push(format!(
+            "{side} run {path}: its experiment section could not be read ({e}); compared as a plain load run"
+        ));
+    }
+    if r.interrupted() {
         w.push(format!(
             "{side} run {path} was interrupted and is pooled (--include-interrupted); it covers only what ran"
         ));
@@ -217,16 +227,6 @@ fn run_warnings(side: &str, r: &RunInput) -> Vec<String> {
         ));
     }
     w
-}
-
-/// Whether a run ended early: the loadgen flag, or (files written before it
-/// was set by `run`) the experiment section's.
-fn interrupted(r: &Results) -> bool {
-    r.run.interrupted
-        || crate::record::ExperimentSection::of(r)
-            .ok()
-            .flatten()
-            .is_some_and(|e| e.interrupted)
 }
 
 /// A side's runs without the interrupted ones (an interrupted run has no
@@ -240,8 +240,7 @@ fn completed(
     if args.include_interrupted {
         return Ok(runs);
     }
-    let (kept, skipped): (Vec<_>, Vec<_>) =
-        runs.into_iter().partition(|r| !interrupted(&r.results));
+    let (kept, skipped): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| !r.interrupted());
     for r in &skipped {
         warnings.push(format!(
             "{side} run {} was interrupted: left out (--include-interrupted pools it)",
@@ -305,7 +304,7 @@ pub fn load_side(paths: &[PathBuf]) -> Result<Vec<RunInput>, CompareError> {
         .into_iter()
         .map(|path| {
             let results = Results::read(&path)?;
-            Ok(RunInput { path, results })
+            Ok(RunInput::new(path, results))
         })
         .collect()
 }

@@ -5,12 +5,40 @@
 use std::path::PathBuf;
 
 use super::CompareError;
+use crate::record::ExperimentSection;
 use loadgen::results::{decode_histogram, Results};
 
-/// A results file and where it came from (named in messages).
+/// A results file and where it came from (named in messages), with its
+/// experiment section read once (compatibility, interruption and recovery all
+/// ask it).
 pub struct RunInput {
     pub path: PathBuf,
     pub results: Results,
+    /// `None` for a plain load run, or a section this version cannot read
+    /// (then `unreadable` says why, and the run compares as a plain load run).
+    pub experiment: Option<ExperimentSection>,
+    pub unreadable: Option<String>,
+}
+
+impl RunInput {
+    pub fn new(path: PathBuf, results: Results) -> Self {
+        let (experiment, unreadable) = match ExperimentSection::of(&results) {
+            Ok(e) => (e, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Self {
+            path,
+            results,
+            experiment,
+            unreadable,
+        }
+    }
+
+    /// Whether the run ended early: the loadgen flag, or (files written before
+    /// it was set by `run`) the experiment section's.
+    pub fn interrupted(&self) -> bool {
+        self.results.run.interrupted || self.experiment.as_ref().is_some_and(|e| e.interrupted)
+    }
 }
 
 /// The distinct latency values (HDR bucket tops, µs) seen in any interval of
@@ -218,7 +246,7 @@ fn decode_run(input: &RunInput) -> Result<RawRun, CompareError> {
         .collect::<Result<Vec<_>, CompareError>>()?;
     Ok(RawRun {
         intervals,
-        time_to_recover_s: time_to_recover(r),
+        time_to_recover_s: time_to_recover(input),
     })
 }
 
@@ -226,9 +254,9 @@ fn decode_run(input: &RunInput) -> Result<RawRun, CompareError> {
 /// SLO analysis (`experiment.slo.faults[].time_to_recover_s`). A fault that did
 /// not recover before the run ended counts as the rest of the run, a lower bound.
 /// No faults, or no analysis: no metric.
-pub fn time_to_recover(r: &Results) -> Option<f64> {
-    let section = crate::record::ExperimentSection::of(r).ok()??;
-    let faults = section.slo.get("faults")?.as_array()?;
+pub fn time_to_recover(input: &RunInput) -> Option<f64> {
+    let r = &input.results;
+    let faults = input.experiment.as_ref()?.slo.get("faults")?.as_array()?;
     faults
         .iter()
         .map(|f| {
