@@ -765,13 +765,11 @@ impl LoadSection {
 
 impl StageSpec {
     /// Either model: a stage's duration, when given, is more than zero.
-    fn check_duration(&self, n: usize, at: &Located<'_>) -> Result<(), ProfileError> {
+    fn check_duration(&self, e: &StageErrors<'_, '_>) -> Result<(), ProfileError> {
         match &self.duration {
-            Some(d) if d.get_ref().0.is_zero() => Err(at.error(
-                d.span(),
-                Some(&format!("load.stage[{n}].duration")),
-                "must be more than 0",
-            )),
+            Some(d) if d.get_ref().0.is_zero() => {
+                Err(e.at(d.span(), "duration", "must be more than 0"))
+            }
             _ => Ok(()),
         }
     }
@@ -783,22 +781,15 @@ impl StageSpec {
         span: Range<usize>,
         at: &Located<'_>,
     ) -> Result<loadgen::Stage, ProfileError> {
-        let field = |f: &str| format!("load.stage[{n}].{f}");
-        self.check_duration(n, at)?;
-        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| {
-            present.map_or(Ok(()), |s| Err(at.error(s, Some(&field(name)), why)))
-        };
+        let e = StageErrors { n, at };
+        self.check_duration(&e)?;
         let Some(d) = &self.duration else {
-            return Err(at.error(
-                span,
-                Some(&field("duration")),
-                "open-model stage needs a `duration`",
-            ));
+            return Err(e.at(span, "duration", "open-model stage needs a `duration`"));
         };
         let Some(rate) = &self.rate else {
-            return Err(at.error(
+            return Err(e.at(
                 span,
-                Some(&field("rate")),
+                "rate",
                 "open-model stage needs a `rate` (requests per second)",
             ));
         };
@@ -806,21 +797,21 @@ impl StageSpec {
             if let Some(r) = r {
                 let v = *r.get_ref();
                 if !(v.is_finite() && v > 0.0) {
-                    return Err(at.error(
+                    return Err(e.at(
                         r.span(),
-                        Some(&field(name)),
+                        name,
                         &format!("must be more than 0 requests per second (got {v})"),
                     ));
                 }
             }
         }
         let closed_only = "only for the closed model (model = \"closed\")";
-        forbid(
+        e.forbid(
             "connections",
             self.connections.as_ref().map(|c| c.span()),
             closed_only,
         )?;
-        forbid(
+        e.forbid(
             "requests",
             self.requests.as_ref().map(|c| c.span()),
             closed_only,
@@ -844,39 +835,36 @@ impl StageSpec {
         span: Range<usize>,
         at: &Located<'_>,
     ) -> Result<(loadgen::Stop, usize), ProfileError> {
-        let field = |f: &str| format!("load.stage[{n}].{f}");
-        self.check_duration(n, at)?;
-        let forbid = |name: &str, present: Option<Range<usize>>, why: &str| {
-            present.map_or(Ok(()), |s| Err(at.error(s, Some(&field(name)), why)))
-        };
+        let e = StageErrors { n, at };
+        self.check_duration(&e)?;
         let Some(c) = &self.connections else {
-            return Err(at.error(
+            return Err(e.at(
                 span,
-                Some(&field("connections")),
+                "connections",
                 "closed-model stage needs `connections`",
             ));
         };
         if *c.get_ref() == 0 {
-            return Err(at.error(c.span(), Some(&field("connections")), "must be at least 1"));
+            return Err(e.at(c.span(), "connections", "must be at least 1"));
         }
         let stop = match (&self.duration, &self.requests) {
             (None, None) => {
-                return Err(at.error(
+                return Err(e.at(
                     span,
-                    Some(&field("requests")),
+                    "requests",
                     "closed-model stage needs `requests` (hey's -n) or `duration` (hey's -z)",
                 ))
             }
             (Some(d), Some(_)) => {
-                return Err(at.error(
+                return Err(e.at(
                     d.span(),
-                    Some(&field("duration")),
+                    "duration",
                     "give `requests` or `duration`, not both",
                 ))
             }
             (None, Some(r)) => {
                 if *r.get_ref() < *c.get_ref() as u64 {
-                    return Err(at.error(r.span(), Some(&field("requests")), &format!("{} requests cannot keep {} connections busy: requests must be at least connections (as hey's -n >= -c)", r.get_ref(), c.get_ref())));
+                    return Err(e.at(r.span(), "requests", &format!("{} requests cannot keep {} connections busy: requests must be at least connections (as hey's -n >= -c)", r.get_ref(), c.get_ref())));
                 }
                 loadgen::Stop::Requests {
                     count: *r.get_ref(),
@@ -887,13 +875,36 @@ impl StageSpec {
             },
         };
         let open_only = "only for the open model (model = \"open\")";
-        forbid("rate", self.rate.as_ref().map(|c| c.span()), open_only)?;
-        forbid(
+        e.forbid("rate", self.rate.as_ref().map(|c| c.span()), open_only)?;
+        e.forbid(
             "ramp-to",
             self.ramp_to.as_ref().map(|c| c.span()),
             open_only,
         )?;
         Ok((stop, *c.get_ref()))
+    }
+}
+
+/// Errors of one stage, named `load.stage[N].FIELD` (N from 1, as users count).
+struct StageErrors<'a, 'b> {
+    n: usize,
+    at: &'a Located<'b>,
+}
+
+impl StageErrors<'_, '_> {
+    fn at(&self, span: Range<usize>, name: &str, why: &str) -> ProfileError {
+        self.at
+            .error(span, Some(&format!("load.stage[{}].{name}", self.n)), why)
+    }
+
+    /// An error when a field that this model does not take is present.
+    fn forbid(
+        &self,
+        name: &str,
+        present: Option<Range<usize>>,
+        why: &str,
+    ) -> Result<(), ProfileError> {
+        present.map_or(Ok(()), |span| Err(self.at(span, name, why)))
     }
 }
 
