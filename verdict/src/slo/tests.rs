@@ -233,6 +233,31 @@ fn stages_partition_the_timeline_and_their_own_targets_bind() {
     );
 }
 
+/// A fault whose injection failed never happened: the analysis has no window
+/// for it (one rule, in `analyze`, for run and report alike).
+#[test]
+fn a_fault_that_failed_to_inject_is_not_analysed() {
+    let timeline = (0..10)
+        .map(|i| interval(i as f64, 1.0, &mixed(100, 0, 2_000)))
+        .collect();
+    let r = results(timeline);
+    let s = spec("availability = \"99%\"\nrecovery = \"5s\"");
+    let fired = FaultRecord {
+        label: "kill api-1".into(),
+        start_s: 3.0,
+        ..Default::default()
+    };
+    let failed = FaultRecord {
+        label: "kill api-2".into(),
+        start_s: 5.0,
+        error: Some("no such component".into()),
+        ..Default::default()
+    };
+    let a = analyze(&r, &s, &[], &[fired, failed]).unwrap();
+    let labels: Vec<&str> = a.faults.iter().map(|f| f.label.as_str()).collect();
+    assert_eq!(labels, ["kill api-1"]);
+}
+
 #[test]
 fn time_to_recover_is_measured_from_injection() {
     // A kill at 5.0 s: intervals 5 and 6 lose 10 % of their requests.
