@@ -12,7 +12,7 @@ use chaos::{Direction, FaultEvent, FaultParams, FaultRequest, Plan, ScheduleEntr
 use tabled::{Table, Tabled};
 use target::stack::{default_run_dir, StackSpec, StackState};
 
-use crate::run::profile::LoadedProfile;
+use crate::experiment::Experiment;
 
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
@@ -308,7 +308,9 @@ fn schedule_only_plan(
             spec.component_names()
         }
     };
-    let seed = seed.or(file_seed).unwrap_or(crate::run::DEFAULT_SEED);
+    let seed = seed
+        .or(file_seed)
+        .unwrap_or(crate::experiment::DEFAULT_SEED);
     let total = Plan::horizon(duration.or(load.filter(|d| !d.is_zero())));
     Plan::expand(&entries, seed, total, &names).with_context(|| format!("{}", path.display()))
 }
@@ -328,19 +330,23 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
     };
     // A whole profile is planned exactly as `slolab run` plans it (same seed
     // default, horizon and names); anything else from its `[[chaos]]` alone.
-    let plan = match LoadedProfile::read(&a.file) {
-        Ok(loaded) => {
-            let sets: Vec<String> = a
-                .instances
-                .map(|n| format!("stack.instances={n}"))
-                .into_iter()
-                .collect();
-            let loaded = loaded.with_overrides(&sets)?;
-            let p = &loaded.profile;
-            let seed = loaded.seed(a.seed);
-            let names = live_names.unwrap_or_else(|| p.component_names());
-            let total = a.duration.or(p.load_duration());
-            p.chaos_plan_within(seed, &names, total, &loaded.locate())?
+    let plan = match Experiment::read(&a.file, &[], a.seed) {
+        Ok(exp) => {
+            let exp = match a.instances {
+                Some(n) => Experiment::read(&a.file, &[format!("stack.instances={n}")], a.seed)?,
+                None => exp,
+            };
+            match (live_names, a.duration) {
+                (None, None) => exp.chaos,
+                (names, duration) => {
+                    let names = names.unwrap_or_else(|| {
+                        exp.stack()
+                            .map(|s| s.components.clone())
+                            .unwrap_or_default()
+                    });
+                    exp.chaos_plan_for(&names, duration.or(exp.load_duration()))?
+                }
+            }
         }
         Err(e) => {
             tracing::debug!(

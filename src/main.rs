@@ -9,6 +9,7 @@ mod chaos_cmd;
 mod cli;
 mod compare_cmd;
 mod exit;
+mod experiment;
 mod load;
 mod progress;
 mod report_cmd;

@@ -1,16 +1,15 @@
 //! `slolab run PROFILE`: one TOML file describes the stack, the load, the faults
 //! and the SLOs; this runs it and answers "are the SLOs met, and where did they break?".
 
-pub mod experiment;
+pub mod execute;
 pub mod plan;
-pub mod profile;
 pub mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use self::plan::{Endpoint, ExperimentPlan};
-use self::profile::LoadedProfile;
+use crate::experiment::{Experiment, StackTarget, Target};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -35,49 +34,49 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
-pub use self::profile::DEFAULT_SEED;
-
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let loaded = LoadedProfile::read(&args.profile)?.with_overrides(&args.set)?;
-    let seed = loaded.seed(args.seed);
+    let exp = Experiment::read(&args.profile, &args.set, args.seed)?;
     if args.dry_run {
-        let endpoint = dry_run_endpoint(&loaded);
-        let bad = loaded.profile.bad_policy();
-        let plan = ExperimentPlan::build(&loaded, seed, &endpoint, bad);
-        print!("{}", plan.render());
-        if let Some(stack) = &loaded.profile.stack {
-            let names = loaded.profile.component_names();
-            let port_set = loaded.stack_sets("port");
-            println!(
-                "\nstack:\n{}",
-                stack_table(stack.get_ref(), port_set, &names)?
-            );
-            let chaos = loaded.profile.chaos_plan(seed, &names, &loaded.locate())?;
-            // The same text `slolab chaos plan --dry-run` prints for this file.
-            println!("\nfault plan (t = from the load start):\n{chaos}");
-        }
-        let slo = loaded.profile.slo.as_ref().map(|s| s.get_ref());
-        print!("{}", plan::render_slo(slo));
+        print!("{}", dry_run(&exp)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = experiment::execute(&loaded, seed, &args.out)?;
+    let outcome = execute::execute(&exp, &args.out)?;
     Ok(outcome.exit_code())
+}
+
+/// The `--dry-run` text: the load, the stack, the fault plan and the SLOs.
+fn dry_run(exp: &Experiment) -> anyhow::Result<String> {
+    let endpoint = Endpoint {
+        base_url: match &exp.target {
+            Target::Url(u) => u.clone(),
+            // Its port is chosen at start.
+            Target::Stack(_) => "http://127.0.0.1:<gateway-port>".into(),
+        },
+        token: None,
+    };
+    let mut out = ExperimentPlan::build(exp, &endpoint).render();
+    if let Some(stack) = exp.stack() {
+        out.push_str(&format!("\nstack:\n{}\n", stack_table(stack)?));
+        // The same text `slolab chaos plan --dry-run` prints for this file.
+        out.push_str(&format!(
+            "\nfault plan (t = from the load start):\n{}\n",
+            exp.chaos
+        ));
+    }
+    out.push_str(&plan::render_slo(exp.slo.as_ref()));
+    Ok(out)
 }
 
 /// The stack a dry run would start, one setting a row (as `stack status` shows
 /// a running one), then its components.
-fn stack_table(
-    spec: &::target::stack::StackSpec,
-    port_set: bool,
-    names: &[String],
-) -> anyhow::Result<String> {
-    let value = serde_json::to_value(spec)?;
+fn stack_table(stack: &StackTarget) -> anyhow::Result<String> {
+    let value = serde_json::to_value(&stack.spec)?;
     let mut rows: Vec<[String; 2]> = vec![["setting".into(), "value".into()]];
     if let serde_json::Value::Object(map) = value {
         for (k, v) in map {
             let v = match v {
                 // `run` takes a free port unless the profile names one.
-                _ if k == "port" && !port_set => "chosen at start (free port)".to_string(),
+                _ if k == "port" && !stack.port_set => "chosen at start (free port)".to_string(),
                 serde_json::Value::Null => "default".to_string(),
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
@@ -85,20 +84,8 @@ fn stack_table(
             rows.push([k, v]);
         }
     }
-    rows.push(["components".into(), names.join(", ")]);
+    rows.push(["components".into(), stack.components.join(", ")]);
     let mut t = tabled::builder::Builder::from_iter(rows).build();
     t.with(tabled::settings::Style::blank());
     Ok(t.to_string())
-}
-
-/// What a dry run shows as the target: the external URL, or the stack's
-/// gateway (its port is chosen at start).
-fn dry_run_endpoint(loaded: &LoadedProfile) -> Endpoint {
-    Endpoint {
-        base_url: match &loaded.profile.url {
-            Some(u) => u.get_ref().clone(),
-            None => "http://127.0.0.1:<gateway-port>".into(),
-        },
-        token: None,
-    }
 }

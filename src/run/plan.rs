@@ -5,14 +5,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
+use loadgen::{LoadPlan, Model, RequestTemplate, Stage, Stop};
 
-use super::profile::{LoadShape, LoadedProfile, RequestSpec};
+use crate::experiment::{Experiment, LoadShape, Request, TRACK_HEADER};
 use verdict::record::StageWindow;
-
-/// Header the API sets on every response; counting it shows how the gateway
-/// spread the load. The tracked header when `[load] track-header` is not given.
-pub const TRACK_HEADER: &str = verdict::report::INSTANCE_HEADER;
 
 /// Everything a run will do, before it does it.
 #[derive(Debug, Clone)]
@@ -35,16 +31,15 @@ pub struct Endpoint {
 }
 
 impl ExperimentPlan {
-    pub fn build(loaded: &LoadedProfile, seed: u64, endpoint: &Endpoint, bad: BadPolicy) -> Self {
-        let profile = &loaded.profile;
-        let load = &profile.load;
+    pub fn build(exp: &Experiment, endpoint: &Endpoint) -> Self {
+        let load = &exp.load;
         let base = endpoint.base_url.trim_end_matches('/').to_string();
         let requests = load
             .requests
             .iter()
-            .map(|r| request_template(r.get_ref(), &base, endpoint.token.as_deref()))
+            .map(|r| request_template(r, &base, endpoint.token.as_deref()))
             .collect();
-        let (model, stop, connections) = match &loaded.shape {
+        let (model, stop, connections) = match &load.shape {
             LoadShape::Open {
                 stages,
                 connections,
@@ -68,27 +63,23 @@ impl ExperimentPlan {
             model,
             stop,
             connections,
-            timeout: load.timeout.get_ref().0,
+            timeout: load.timeout,
             keepalive: load.keepalive,
             compression: false,
             follow_redirects: true,
-            interval: load.interval.get_ref().0,
+            interval: load.interval,
             threads: 0,
-            seed,
-            track_header: Some(
-                load.track_header
-                    .clone()
-                    .unwrap_or_else(|| TRACK_HEADER.to_string()),
-            ),
-            bad,
+            seed: exp.seed,
+            track_header: Some(load.track_header.clone()),
+            bad: exp.bad.clone(),
             io: Default::default(),
             transport: Default::default(),
         };
         Self {
-            name: loaded.name(),
-            seed,
-            warmup: load.warmup.get_ref().0,
-            stages: profile.stage_windows(),
+            name: exp.name.clone(),
+            seed: exp.seed,
+            warmup: load.warmup,
+            stages: load.stages.clone(),
             load: plan,
             base_url: base,
         }
@@ -211,7 +202,7 @@ impl ExperimentPlan {
     }
 }
 
-fn request_template(r: &RequestSpec, base: &str, token: Option<&str>) -> RequestTemplate {
+fn request_template(r: &Request, base: &str, token: Option<&str>) -> RequestTemplate {
     let subst = |s: &str| match token {
         Some(t) => s.replace("{token}", t),
         None => s.to_string(),
@@ -229,9 +220,9 @@ fn request_template(r: &RequestSpec, base: &str, token: Option<&str>) -> Request
         headers.push(("Content-Type".into(), "application/json".into()));
     }
     RequestTemplate {
-        weight: *r.weight.get_ref(),
-        method: r.method.get_ref().clone(),
-        url: format!("{base}{}", subst(r.path.get_ref())),
+        weight: r.weight,
+        method: r.method.clone(),
+        url: format!("{base}{}", subst(&r.path)),
         headers,
         body: r.body.as_deref().map(subst),
     }

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chaos::{FaultEvent, Injector, InjectorOptions, Plan, RevertGuard};
+use chaos::{FaultEvent, Injector, InjectorOptions, Plan, PlannedFault, RevertGuard};
 use target::stack::{Stack, StackSpec, Supervisor};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::profile::LoadedProfile;
+use crate::experiment::{Experiment, Target};
 use verdict::record::{FaultRecord, TargetInfo};
 
 /// What the load goes to, from start to stop.
@@ -43,38 +43,29 @@ struct ChaosRun {
     _guard: RevertGuard,
 }
 
+/// A planned fault once its time came: the ids of the events the injection
+/// made (their end times are known after the revert), or why it failed.
 struct Fired {
-    planned_s: f64,
-    fault: String,
-    target: String,
-    /// Ids of the events the injection made, or why it failed.
+    planned: PlannedFault,
     result: Result<Vec<u64>, String>,
 }
 
 impl RunningTarget {
     /// Starts the stack (when the profile has one) in `run_dir`, on a free port
     /// unless the profile names one.
-    pub async fn start(loaded: &LoadedProfile, seed: u64, run_dir: &Path) -> anyhow::Result<Self> {
-        let profile = &loaded.profile;
-        if let Some(url) = &profile.url {
-            return Ok(Self::External {
-                url: url.get_ref().trim_end_matches('/').to_string(),
-            });
-        }
-        let mut spec = profile
-            .stack
-            .as_ref()
-            .map(|s| s.get_ref().clone())
-            .unwrap_or_default();
-        if !loaded.stack_sets("port") {
+    pub async fn start(exp: &Experiment, run_dir: &Path) -> anyhow::Result<Self> {
+        let stack = match &exp.target {
+            Target::Url(url) => return Ok(Self::External { url: url.clone() }),
+            Target::Stack(stack) => stack,
+        };
+        let mut spec = stack.spec.clone();
+        if !stack.port_set {
             spec.port = 0;
         }
-        let staged = !loaded.stack_sets("run-dir");
+        let staged = !stack.run_dir_set;
         if staged {
             spec.run_dir = Some(run_dir.to_path_buf());
         }
-        let names = profile.component_names();
-        let plan = profile.chaos_plan(seed, &names, &loaded.locate())?;
         let bin = std::env::current_exe().context("cannot find the slolab binary to re-execute")?;
         eprintln!(
             "slolab run: starting the stack ({} instance(s), {:?} db, {:?} cache, {:?} gateway)",
@@ -89,8 +80,8 @@ impl RunningTarget {
         Ok(Self::Stack(Box::new(StackRun {
             stack,
             spec,
-            plan,
-            seed,
+            plan: exp.chaos.clone(),
+            seed: exp.seed,
             chaos: None,
             staged,
         })))
@@ -269,12 +260,10 @@ async fn fire(
             });
         // The display may be gone (the load ended first): the record still counts.
         let _ = notes.send(fault_note(&req.fault, &req.target, at_s, &result));
-        fired.lock().unwrap_or_else(|p| p.into_inner()).push(Fired {
-            planned_s: planned.at.as_secs_f64(),
-            fault: req.fault.clone(),
-            target: req.target.clone(),
-            result,
-        });
+        fired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Fired { planned, result });
     }
 }
 
@@ -291,30 +280,13 @@ fn fault_records(fired: Vec<Fired>, events: &[FaultEvent]) -> Vec<FaultRecord> {
     let mut out = Vec::new();
     for f in fired {
         match f.result {
-            Ok(ids) => {
-                for e in events.iter().filter(|e| ids.contains(&e.id)) {
-                    out.push(FaultRecord {
-                        label: format!("{} {}", e.fault, e.target),
-                        fault: e.fault.clone(),
-                        target: e.target.clone(),
-                        params: serde_json::to_value(&e.params).unwrap_or_default(),
-                        planned_s: f.planned_s,
-                        start_s: e.start.offset_s,
-                        end_s: e.end.map(|s| s.offset_s),
-                        error: e.error.clone(),
-                    });
-                }
-            }
-            Err(error) => out.push(FaultRecord {
-                label: format!("{} {}", f.fault, f.target),
-                fault: f.fault,
-                target: f.target,
-                params: serde_json::Value::Null,
-                planned_s: f.planned_s,
-                start_s: f.planned_s,
-                end_s: None,
-                error: Some(error),
-            }),
+            Ok(ids) => out.extend(
+                events
+                    .iter()
+                    .filter(|e| ids.contains(&e.id))
+                    .map(|e| FaultRecord::injected(&f.planned, e)),
+            ),
+            Err(error) => out.push(FaultRecord::not_injected(&f.planned, error)),
         }
     }
     out

@@ -127,6 +127,40 @@ pub struct FaultRecord {
     pub error: Option<String>,
 }
 
+impl FaultRecord {
+    /// What one injection event did, for the fault the plan had at `planned`
+    /// (the event's offsets are on the load's clock).
+    pub fn injected(planned: &chaos::PlannedFault, event: &chaos::FaultEvent) -> Self {
+        Self {
+            label: format!("{} {}", event.fault, event.target),
+            fault: event.fault.clone(),
+            target: event.target.clone(),
+            params: serde_json::to_value(&event.params).unwrap_or_default(),
+            planned_s: planned.at.as_secs_f64(),
+            start_s: event.start.offset_s,
+            end_s: event.end.map(|s| s.offset_s),
+            error: event.error.clone(),
+        }
+    }
+
+    /// A planned fault that never went in, and why: the report lists it and the
+    /// SLO analysis judges no recovery for it.
+    pub fn not_injected(planned: &chaos::PlannedFault, error: String) -> Self {
+        let at = planned.at.as_secs_f64();
+        let req = &planned.request;
+        Self {
+            label: format!("{} {}", req.fault, req.target),
+            fault: req.fault.clone(),
+            target: req.target.clone(),
+            params: serde_json::Value::Null,
+            planned_s: at,
+            start_s: at,
+            end_s: None,
+            error: Some(error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@ use loadgen::{Progress, Results};
 use tokio::sync::watch;
 
 use super::plan::{Endpoint, ExperimentPlan};
-use super::profile::LoadedProfile;
 use super::target::RunningTarget;
+use crate::experiment::Experiment;
 use verdict::record::{ExperimentSection, FaultRecord, StageWindow};
 use verdict::report::{self, Report};
 use verdict::slo::{self, SloAnalysis};
@@ -65,36 +65,35 @@ impl Interrupt {
 }
 
 /// Runs the experiment on a fresh runtime; see [`run`].
-pub fn execute(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Result<RunOutcome> {
+pub fn execute(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(run(loaded, seed, out))
+    runtime.block_on(run(exp, out))
 }
 
-pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Result<RunOutcome> {
+pub async fn run(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
     let interrupt = Interrupt::install()?;
-    let profile = &loaded.profile;
-    let name = loaded.name();
+    let name = &exp.name;
 
-    eprintln!("slolab run: {name} (seed {seed})");
+    eprintln!("slolab run: {name} (seed {})", exp.seed);
     // The stack's logs and state live in a staging dir beside the runs, moved
     // into the run's directory once its name (start time, commit) is known.
-    let staging = out.join(&name).join(format!(
+    let staging = out.join(name).join(format!(
         ".running-{}-{}",
         std::process::id(),
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     ));
     let mut target = tokio::select! {
-        t = RunningTarget::start(loaded, seed, &staging) => t?,
+        t = RunningTarget::start(exp, &staging) => t?,
         _ = interrupt.clone().wait() => anyhow::bail!("interrupted while starting the stack"),
     };
     let endpoint = Endpoint {
         base_url: target.url().to_string(),
         token: target.token().map(str::to_string),
     };
-    let plan = ExperimentPlan::build(loaded, seed, &endpoint, profile.bad_policy());
+    let plan = ExperimentPlan::build(exp, &endpoint);
     let measured = measure(&plan, &mut target, &interrupt).await;
     let faults = target.finish_chaos().await;
     let target_info = target.info();
@@ -106,22 +105,21 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
     results.run.interrupted = interrupted;
     // Fault offsets were taken on the load's own origin: no shift to apply.
     let mut faults = faults;
-    if interrupted && profile.stack.is_some() {
-        faults.extend(never_fired(loaded, seed, &faults)?);
+    if interrupted {
+        faults.extend(never_fired(&exp.chaos, &faults));
     }
     let stages = measured_stages(&plan.stages, &results);
-    let spec = profile.slo.as_ref().map(|s| s.get_ref().clone());
-    let analysis = match &spec {
-        Some(spec) if !spec.is_empty() => {
-            Some(slo::analyze(&results, spec, &stages, &faults).context("SLO analysis")?)
-        }
-        _ => None,
-    };
+    let analysis = exp
+        .slo
+        .as_ref()
+        .map(|spec| slo::analyze(&results, spec, &stages, &faults))
+        .transpose()
+        .context("SLO analysis")?;
     let section = ExperimentSection {
         name: name.clone(),
-        profile: serde_json::to_value(profile).context("profile as JSON")?,
-        profile_path: loaded.path.display().to_string(),
-        seed: Some(seed),
+        profile: serde_json::to_value(&exp.profile).context("profile as JSON")?,
+        profile_path: exp.path.display().to_string(),
+        seed: Some(exp.seed),
         warmup_s: plan.warmup.as_secs_f64(),
         target: target_info,
         stages,
@@ -136,7 +134,7 @@ pub async fn run(loaded: &LoadedProfile, seed: u64, out: &Path) -> anyhow::Resul
     };
     section.store(&mut results)?;
 
-    let dir = run_dir(out, &name, &results)?;
+    let dir = run_dir(out, name, &results)?;
     let logs = leftovers.and_then(|left| {
         left.keep_in(&dir)
             .map_err(|e| tracing::warn!("cannot keep the stack logs with the run: {e:#}"))
@@ -198,20 +196,11 @@ async fn measure(
 
 /// Faults of the chaos plan that an interrupt stopped before they fired, recorded
 /// as not injected so that the report lists them instead of silently judging a
-/// run without them. The plan is the one the target expanded (same seed, names).
-fn never_fired(
-    loaded: &LoadedProfile,
-    seed: u64,
-    fired: &[FaultRecord],
-) -> anyhow::Result<Vec<FaultRecord>> {
-    let names = loaded.profile.component_names();
-    let plan = loaded
-        .profile
-        .chaos_plan(seed, &names, &loaded.locate())
-        .context("the chaos plan")?;
+/// run without them. The plan is the one the target fired.
+fn never_fired(plan: &chaos::Plan, fired: &[FaultRecord]) -> Vec<FaultRecord> {
     let mut left: Vec<&FaultRecord> = fired.iter().collect();
     let mut out = Vec::new();
-    for planned in plan.faults {
+    for planned in &plan.faults {
         let at = planned.at.as_secs_f64();
         let req = &planned.request;
         // One fired record per planned fault, matched by schedule time and kind.
@@ -220,20 +209,14 @@ fn never_fired(
             left.remove(i);
             continue;
         }
-        out.push(FaultRecord {
-            label: format!("{} {}", req.fault, req.target),
-            fault: req.fault.clone(),
-            target: req.target.clone(),
-            params: serde_json::Value::Null,
-            planned_s: at,
-            start_s: at,
-            end_s: None,
-            error: Some(format!(
+        out.push(FaultRecord::not_injected(
+            planned,
+            format!(
                 "the run was interrupted before its time ({at:.1} s); its recovery was not judged"
-            )),
-        });
+            ),
+        ));
     }
-    Ok(out)
+    out
 }
 
 /// Stage windows as they ran: a stage stopped by a request count, or cut short
