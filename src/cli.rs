@@ -9,7 +9,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    success (every SLO met)
   1    slolab failed: bad input, or it could not start
-  3    an SLO was not met (run, report --slo)
+  3    an SLO was not met (run, report --slo; capacity: not even at the start rate)
   4    compare found a regression
   130  run interrupted (Ctrl-C or SIGTERM): faults reverted, stack stopped,
        what was measured written and marked interrupted";
@@ -31,6 +31,8 @@ pub enum Command {
     Load(Box<crate::load::LoadArgs>),
     /// Run an experiment profile: stack + staged load + faults → SLO report.
     Run(crate::run::RunArgs),
+    /// Find the highest rate that still meets the profile's SLOs, and how it scales.
+    Capacity(crate::capacity::CapacityArgs),
     /// Regenerate a report from a results file.
     Report(crate::report_cmd::ReportArgs),
     /// Tell whether HEAD results are worse than BASE results.
@@ -48,6 +50,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Load(a) => crate::load::main(*a),
         Command::Run(a) => crate::run::main(a),
+        Command::Capacity(a) => crate::capacity::main(a),
         Command::Report(a) => crate::report_cmd::main(a),
         Command::Compare(a) => crate::compare_cmd::main(a),
         Command::Stack(a) => crate::stack::main(a),

@@ -46,6 +46,12 @@ Method:
   and everything under it, e.g. --allow stack.gateway); --force compares anyway.
   Interrupted runs are left out unless --include-interrupted.
 
+Capacity searches:
+  BASE and HEAD may each be a capacity.json (`slolab capacity`) or its
+  directory. Each instance count is compared: head is worse when its capacity
+  fell by more than the search's resolution and its interval lies wholly below
+  base's; overlapping intervals are the same (the search cannot tell them apart).
+
 Exit codes:
   0  no regression (an unconfirmed change is a warning, not a regression)
   1  bad input: unreadable or incomparable results
@@ -104,6 +110,9 @@ pub fn main(args: CompareArgs) -> anyhow::Result<ExitCode> {
         }
         _ => anyhow::bail!("give both BASE and HEAD (or --base and --head)"),
     }
+    if let Some(code) = compare_capacity(&base, &head, args.format)? {
+        return Ok(code);
+    }
     let options = Options {
         threshold_pct: args.threshold,
         confidence_pct: args.confidence,
@@ -126,4 +135,54 @@ pub fn main(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::exit::REGRESSION)
     })
+}
+
+/// A capacity search's file: the file itself, or `capacity.json` in a directory.
+fn capacity_file(p: &std::path::Path) -> Option<PathBuf> {
+    use verdict::capacity::{CapacityRecord, FILE_NAME};
+    let f = if p.is_dir() {
+        p.join(FILE_NAME)
+    } else {
+        p.to_path_buf()
+    };
+    (f.is_file() && CapacityRecord::is_capacity_file(&f)).then_some(f)
+}
+
+/// Compares two capacity searches when BASE and HEAD are (one each); `None`
+/// when they are runs.
+fn compare_capacity(
+    base: &[PathBuf],
+    head: &[PathBuf],
+    format: Format,
+) -> anyhow::Result<Option<ExitCode>> {
+    use verdict::capacity::{compare::compare, CapacityRecord};
+    let found = |side: &[PathBuf]| {
+        side.iter()
+            .filter_map(|p| capacity_file(p))
+            .collect::<Vec<_>>()
+    };
+    let (b, h) = (found(base), found(head));
+    match (b.as_slice(), h.as_slice()) {
+        ([], []) => Ok(None),
+        ([b], [h]) if base.len() == 1 && head.len() == 1 => {
+            let c = compare(&CapacityRecord::read(b)?, &CapacityRecord::read(h)?);
+            print!(
+                "{}",
+                match format {
+                    Format::Text => c.text(),
+                    Format::Md => c.markdown(),
+                    Format::Json => c.json(),
+                }
+            );
+            Ok(Some(if c.regression {
+                ExitCode::from(crate::exit::REGRESSION)
+            } else {
+                crate::exit::SUCCESS
+            }))
+        }
+        _ => anyhow::bail!(
+            "compare one capacity search with one capacity search (capacity.json or its directory), \
+             or runs with runs; a capacity search and a run cannot be compared"
+        ),
+    }
 }

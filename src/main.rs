@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod capacity;
 mod chaos_cmd;
 mod cli;
 mod compare_cmd;

@@ -9,6 +9,7 @@
 //! - `overrides`: `--set FIELD=VALUE`;
 //! - `validate`: the checks serde cannot express, and what they prove.
 
+mod capacity;
 mod locate;
 mod overrides;
 mod profile;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::capacity::CapacityProfile;
 pub use self::locate::Located;
 pub use self::profile::{Profile, ProfileError};
 use target::stack::StackSpec;
@@ -52,6 +54,8 @@ pub struct Experiment {
     pub slo: Option<verdict::slo::SloSpec>,
     /// Which outcomes count as bad (the `[slo]` table's, else the default).
     pub bad: loadgen::BadPolicy,
+    /// `[capacity]`: how `slolab capacity` searches (flags override).
+    pub capacity: CapacityProfile,
     /// The profile as written (after `--set`), recorded with the results.
     pub profile: Profile,
     text: String,
@@ -180,6 +184,10 @@ impl Experiment {
             }
         };
         let checked = profile.validate(seed, &target, &at)?;
+        let capacity = match &profile.capacity {
+            Some(c) => c.validate(&at)?,
+            None => CapacityProfile::default(),
+        };
         let l = &profile.load;
         let load = Load {
             shape: checked.shape,
@@ -217,6 +225,7 @@ impl Experiment {
             chaos: checked.chaos,
             slo,
             bad,
+            capacity,
             profile,
             text,
         })

@@ -30,6 +30,9 @@ pub struct Profile {
     pub chaos: Vec<Spanned<ChaosEntry>>,
     #[serde(default)]
     pub slo: Option<Spanned<SloSection>>,
+    /// How `slolab capacity` searches this profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<super::capacity::CapacitySection>,
 }
 
 /// `[load]`: the model, its stages and the request mix.

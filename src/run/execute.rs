@@ -40,10 +40,10 @@ impl RunOutcome {
 
 /// Ctrl-C (SIGINT) or SIGTERM, as a flag every stage of the run can wait on.
 #[derive(Clone)]
-struct Interrupt(watch::Receiver<bool>);
+pub(crate) struct Interrupt(watch::Receiver<bool>);
 
 impl Interrupt {
-    fn install() -> anyhow::Result<Self> {
+    pub(crate) fn install() -> anyhow::Result<Self> {
         let (tx, rx) = watch::channel(false);
         let mut shutdown =
             crate::shutdown::Shutdown::install().context("cannot handle SIGINT/SIGTERM")?;
@@ -55,11 +55,11 @@ impl Interrupt {
         Ok(Self(rx))
     }
 
-    fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         *self.0.borrow()
     }
 
-    async fn wait(mut self) {
+    pub(crate) async fn wait(mut self) {
         let _ = self.0.wait_for(|set| *set).await;
     }
 }
@@ -240,17 +240,30 @@ fn measured_stages(planned: &[StageWindow], results: &Results) -> Vec<StageWindo
 
 /// `OUT/<profile>/<utc-time>-<commit>/`, made unique if two runs share a second.
 fn run_dir(out: &Path, name: &str, results: &Results) -> anyhow::Result<PathBuf> {
-    let time = chrono::DateTime::parse_from_rfc3339(&results.run.started_at)
+    unique_dir(
+        &out.join(name),
+        "",
+        &results.run.started_at,
+        results.run.commit.as_deref(),
+    )
+}
+
+/// `PARENT/<prefix><utc-time>-<commit>/` for a start time in RFC 3339, made
+/// unique if two share a second, and created.
+pub(crate) fn unique_dir(
+    parent: &Path,
+    prefix: &str,
+    started_at: &str,
+    commit: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let time = chrono::DateTime::parse_from_rfc3339(started_at)
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(|_| chrono::Utc::now())
         .format("%Y%m%dT%H%M%SZ");
-    let commit = results
-        .run
-        .commit
-        .as_deref()
+    let commit = commit
         .map(|c| c.chars().take(12).collect::<String>())
         .unwrap_or_else(|| "nocommit".into());
-    let base = out.join(name).join(format!("{time}-{commit}"));
+    let base = parent.join(format!("{prefix}{time}-{commit}"));
     let mut dir = base.clone();
     let mut n = 1;
     while dir.exists() {

@@ -3,6 +3,7 @@
 //! `report` and `compare` call it today and a capacity search, a shard merge and
 //! a results collector will tomorrow; the binary keeps only the CLI and wiring.
 
+pub mod capacity;
 pub mod compare;
 pub mod record;
 pub mod report;

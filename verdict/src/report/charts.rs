@@ -15,36 +15,36 @@ use crate::slo::format_ms;
 
 /// No wider than the page's content box (1100 − 2 × 24 − 2 × 21), so the browser
 /// shows the SVG at its own size and 12 px text stays 12 px.
-const W: u32 = 1000;
-const H: u32 = 380;
-const FONT: &str = "sans-serif";
+pub(crate) const W: u32 = 1000;
+pub(crate) const H: u32 = 380;
+pub(crate) const FONT: &str = "sans-serif";
 /// Every time chart reserves the same label areas, left and right, whether or not
 /// it has a right axis: the plots then have one width and the fault bands align.
-const LEFT_AREA: u32 = 96;
+pub(crate) const LEFT_AREA: u32 = 96;
 const RIGHT_AREA: u32 = 84;
-const BOTTOM_AREA: u32 = 48;
-const MARGIN: u32 = 12;
+pub(crate) const BOTTOM_AREA: u32 = 48;
+pub(crate) const MARGIN: u32 = 12;
 /// Pixel sizes of the text as it shows in the page.
 const TITLE_PX: f64 = 17.0;
-const TEXT_PX: f64 = 13.0;
-const SMALL_PX: f64 = 12.0;
+pub(crate) const TEXT_PX: f64 = 13.0;
+pub(crate) const SMALL_PX: f64 = 12.0;
 /// A run with fewer buckets than this gets a dot on each bucket: its steps alone
 /// would read as a flat line across the chart, or as nothing.
 const FEW_BUCKETS: usize = 3;
 
-type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(crate) type Root<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const RED: RGBColor = RGBColor(214, 39, 40);
-const GREEN: RGBColor = RGBColor(44, 160, 44);
-const PURPLE: RGBColor = RGBColor(148, 103, 189);
-const GREY: RGBColor = RGBColor(127, 127, 127);
+pub(crate) const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const ORANGE: RGBColor = RGBColor(255, 127, 14);
+pub(crate) const RED: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const GREEN: RGBColor = RGBColor(44, 160, 44);
+pub(crate) const PURPLE: RGBColor = RGBColor(148, 103, 189);
+pub(crate) const GREY: RGBColor = RGBColor(127, 127, 127);
 const PINK: RGBColor = RGBColor(227, 119, 194);
-const DARK_RED: RGBColor = RGBColor(120, 20, 20);
+pub(crate) const DARK_RED: RGBColor = RGBColor(120, 20, 20);
 const FAULT: RGBColor = RGBColor(200, 30, 30);
 /// The plot frame of a time chart: one colour so a test can find it.
-const FRAME: RGBColor = RGBColor(160, 166, 173);
+pub(crate) const FRAME: RGBColor = RGBColor(160, 166, 173);
 const PALETTE: [RGBColor; 8] = [
     BLUE,
     ORANGE,
@@ -56,18 +56,18 @@ const PALETTE: [RGBColor; 8] = [
     GREY,
 ];
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
 /// plotters' SVG backend writes a font's size divided by 1.24; this asks for a
 /// size as it will show.
-fn font(px: f64) -> FontDesc<'static> {
+pub(crate) fn font(px: f64) -> FontDesc<'static> {
     (FONT, px * 1.24).into_font()
 }
 
 /// Draws into a fresh SVG document and returns its text.
-fn svg(draw: impl FnOnce(&Root) -> Result<(), String>) -> Result<String, String> {
+pub(crate) fn svg(draw: impl FnOnce(&Root) -> Result<(), String>) -> Result<String, String> {
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
@@ -79,7 +79,7 @@ fn svg(draw: impl FnOnce(&Root) -> Result<(), String>) -> Result<String, String>
 }
 
 /// A chart that has nothing to draw still gets its frame and says why.
-fn empty(title: &str, why: &str) -> Result<String, String> {
+pub(crate) fn empty(title: &str, why: &str) -> Result<String, String> {
     svg(|root| {
         root.titled(title, font(TITLE_PX)).map_err(err)?;
         root.draw(&Text::new(
@@ -92,13 +92,13 @@ fn empty(title: &str, why: &str) -> Result<String, String> {
 }
 
 /// One entry of a chart's key: a line of this colour (dashed: a target or plan).
-struct Key {
+pub(crate) struct Key {
     label: String,
     colour: RGBColor,
     dashed: bool,
 }
 
-fn key(label: impl Into<String>, colour: RGBColor, dashed: bool) -> Key {
+pub(crate) fn key(label: impl Into<String>, colour: RGBColor, dashed: bool) -> Key {
     Key {
         label: label.into(),
         colour,
@@ -109,7 +109,7 @@ fn key(label: impl Into<String>, colour: RGBColor, dashed: bool) -> Key {
 /// Title, then the key in rows under it (outside the plot, where it can never
 /// hide a line or a fault label) and an optional note, then the area left for the
 /// plot.
-fn frame<'a>(
+pub(crate) fn frame<'a>(
     root: &Root<'a>,
     title: &str,
     keys: &[Key],

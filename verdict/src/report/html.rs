@@ -8,7 +8,7 @@ use super::tables::{
 };
 use super::Report;
 
-const CSS: &str = "
+pub(crate) const CSS: &str = "
 :root { --ok: #1a7f37; --bad: #cf222e; --muted: #57606a; --line: #d0d7de; }
 * { box-sizing: border-box; }
 body { margin: 0; background: #f6f8fa; color: #1f2328;
@@ -216,14 +216,14 @@ fn render_table(s: &Section) -> String {
 }
 
 /// An inline `<svg>` must not carry an XML declaration.
-fn strip_prolog(svg: &str) -> &str {
+pub(crate) fn strip_prolog(svg: &str) -> &str {
     match svg.find("<svg") {
         Some(i) => &svg[i..],
         None => svg,
     }
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

@@ -2,10 +2,10 @@
 //! terminal, Markdown or self-contained HTML report, so any run can be read
 //! again, posted to a PR, or opened in a browser without rerunning it.
 
-mod charts;
+pub(crate) mod charts;
 #[cfg(test)]
 pub(crate) mod fixture;
-mod html;
+pub(crate) mod html;
 mod markdown;
 mod tables;
 mod text;
