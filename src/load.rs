@@ -14,7 +14,8 @@ use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stage, Stop};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Durations are like 10s, 500ms, 1m. Stages: 20s@500 (steady) or 10s@100..1000 (linear ramp).\n\
-Latency in the open model (--rate/--stage) counts from each request's scheduled time.\n\
+Latency in the open model (--rate/--stage) counts from each request's scheduled time;\n\
+--arrivals poisson schedules those times as a Poisson process (seeded by --seed) instead of evenly.\n\
 hey's one-dash spellings work too: -host, -cpus, -h2, -disable-keepalive, -disable-compression, -disable-redirects."
 )]
 pub struct LoadArgs {
@@ -80,6 +81,9 @@ pub struct LoadArgs {
     /// Open model stage, repeatable, run in order: DURATION@RATE or DURATION@FROM..TO.
     #[arg(long = "stage", value_parser = parse_stage)]
     pub stages: Vec<Stage>,
+    /// Open model (--rate/--stage): how arrivals are spaced at the rate [default: uniform].
+    #[arg(long = "arrivals", value_enum, value_name = "ARRIVALS")]
+    pub arrivals: Option<ArrivalsArg>,
     /// Print a JSON summary on stdout instead of the text report.
     #[arg(long = "json")]
     pub json: bool,
@@ -96,7 +100,8 @@ pub struct LoadArgs {
     /// allows it; else epoll), epoll or uring.
     #[arg(long = "io", default_value = "auto")]
     pub io: loadgen::Io,
-    /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body.
+    /// Seed for `{rand:A..B}` and `{uuid}` templates in the URL, headers and body,
+    /// and for --arrivals poisson.
     #[arg(long = "seed", default_value_t = 1)]
     pub seed: u64,
     /// HTTP proxy address as host:port: http:// requests go to it in absolute form.
@@ -109,6 +114,25 @@ pub struct LoadArgs {
     /// Count responses by the value of this header (e.g. X-Served-By).
     #[arg(long = "track-header")]
     pub track_header: Option<String>,
+}
+
+/// `--arrivals`: loadgen's [`loadgen::Arrivals`] as clap lists it in --help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrivalsArg {
+    /// Evenly spaced, exactly at the rate (reproducible, the gentlest load).
+    Uniform,
+    /// A Poisson process at the rate, drawn from --seed: bursty like real
+    /// traffic, so queues build at a lower rate than with uniform arrivals.
+    Poisson,
+}
+
+impl From<ArrivalsArg> for loadgen::Arrivals {
+    fn from(a: ArrivalsArg) -> Self {
+        match a {
+            ArrivalsArg::Uniform => loadgen::Arrivals::Uniform,
+            ArrivalsArg::Poisson => loadgen::Arrivals::Poisson,
+        }
+    }
 }
 
 /// hey's multi-letter flags, spelled with one dash as hey (Go's `flag`) spells
@@ -280,6 +304,11 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
     if args.qps.is_some() && (args.rate.is_some() || !args.stages.is_empty()) {
         bail!("-q limits each worker of the closed model; with --rate/--stage the rate is already set");
     }
+    let open = args.rate.is_some() || !args.stages.is_empty();
+    if let (Some(a), false) = (args.arrivals, open) {
+        let a = loadgen::Arrivals::from(a);
+        bail!("--arrivals {a} spaces the open model's arrivals: give --rate or --stage with it");
+    }
     if let Some(q) = args.qps {
         if !(q.is_finite() && q >= 0.0) {
             bail!("-q must be a non-negative number");
@@ -333,7 +362,7 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
         }
         headers.push(("Authorization".into(), loadgen::basic_auth(a)));
     }
-    let open = args.rate.is_some() || !args.stages.is_empty();
+    let arrivals = args.arrivals.map(Into::into).unwrap_or_default();
     let (model, stop) = if open {
         let (stages, stop) = match args.rate {
             Some(r) => {
@@ -341,9 +370,21 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
                 let (d, stop) = match (args.duration, args.requests) {
                     (Some(d), _) => (d, Stop::Duration { duration: d }),
                     (None, n) => {
-                        let count = n.unwrap_or(200);
-                        let d = Duration::from_secs_f64(count as f64 / r);
-                        (d, Stop::Requests { count })
+                        let count = n.unwrap_or(200) as f64;
+                        // Poisson arrivals in count/rate seconds number count ± √count:
+                        // room for 10σ more, so the count ends the run, as it does
+                        // with uniform arrivals.
+                        let room = match arrivals {
+                            loadgen::Arrivals::Uniform => 0.0,
+                            loadgen::Arrivals::Poisson => 10.0 * count.sqrt() + 10.0,
+                        };
+                        let d = Duration::from_secs_f64((count + room) / r);
+                        (
+                            d,
+                            Stop::Requests {
+                                count: count as u64,
+                            },
+                        )
                     }
                 };
                 (vec![Stage::steady(d, r)], stop)
@@ -379,6 +420,7 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
             body,
         }],
         model,
+        arrivals,
         stop,
         connections: args.concurrency,
         timeout: if args.timeout == 0.0 {

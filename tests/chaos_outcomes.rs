@@ -55,6 +55,7 @@ fn plan(addr: SocketAddr) -> LoadPlan {
         model: Model::Closed {
             rate_per_worker: None,
         },
+        arrivals: Default::default(),
         stop: Stop::Requests { count: 6 },
         connections: 2,
         // Short: only the blackhole case waits it out.

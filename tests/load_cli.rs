@@ -422,3 +422,78 @@ fn a_dead_target_and_https_to_plain_http_say_why() {
         .unwrap();
     assert!(line.ends_with("transport failures and timeouts)"), "{line}");
 }
+
+#[test]
+fn poisson_arrivals_are_saved_with_the_plan_and_keep_the_rate() {
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("results.json");
+    let url = format!("http://{}/", s.addr);
+    let out = slolab(&[
+        "--rate",
+        "300",
+        "-z",
+        "2s",
+        "-c",
+        "10",
+        "--arrivals",
+        "poisson",
+        "--seed",
+        "5",
+        "--save",
+        save.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&save).unwrap()).unwrap();
+    assert_eq!(saved["plan"]["arrivals"], "poisson");
+    // 600 expected, σ ≈ 24.5: 20 % is about 5σ.
+    let scheduled = saved["pacer"]["scheduled"].as_u64().unwrap();
+    assert!(scheduled.abs_diff(600) < 120, "scheduled {scheduled}");
+    let per_interval: u64 = saved["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|iv| iv["scheduled"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_interval, scheduled, "the intervals add up to the total");
+    let sent = saved["pacer"]["sent"].as_u64().unwrap();
+    assert!(sent.abs_diff(scheduled) <= 2, "sent {sent} of {scheduled}");
+    assert_eq!(s.requests.load(Ordering::SeqCst), sent);
+}
+
+#[test]
+fn arrivals_without_a_rate_or_unknown_exit_1() {
+    let out = slolab(&[
+        "--arrivals",
+        "poisson",
+        "-n",
+        "5",
+        "-c",
+        "1",
+        "http://127.0.0.1:1/",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("give --rate or --stage"), "{stderr}");
+    // clap names the values it takes.
+    let out = slolab(&[
+        "--rate",
+        "10",
+        "--arrivals",
+        "bursty",
+        "http://127.0.0.1:1/",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("possible values: uniform, poisson"),
+        "{stderr}"
+    );
+}

@@ -880,7 +880,7 @@ pub(crate) async fn run(
                 Stop::Duration { duration } => Some(duration),
                 _ => None,
             };
-            Some(Schedule::new(stages, limit))
+            Some(Schedule::new(stages, limit, plan.arrivals, plan.seed))
         }
     };
     let count = match plan.stop {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use engine::LATE_THRESHOLD;
 pub use outcome::Outcome;
-pub use plan::{BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop, Transport};
+pub use plan::{Arrivals, BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop, Transport};
 pub use record::{is_bad, PhaseStat, Phases};
 pub use results::{Results, SCHEMA_VERSION};
 

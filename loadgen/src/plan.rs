@@ -13,6 +13,10 @@ pub struct LoadPlan {
     /// Requests to send, chosen by weight (one entry for `slolab load`).
     pub requests: Vec<RequestTemplate>,
     pub model: Model,
+    /// Open model: how arrivals are spaced within the stages' rate. Absent in
+    /// results files written before it existed (and for uniform), hence the default.
+    #[serde(default, skip_serializing_if = "Arrivals::is_uniform")]
+    pub arrivals: Arrivals,
     pub stop: Stop,
     /// Connections (closed model: concurrent workers; open model: the most
     /// requests in flight at once, beyond which sends are late).
@@ -122,6 +126,36 @@ pub enum Model {
     /// responses; latency is measured from the scheduled time (coordinated-
     /// omission correct).
     Open { stages: Vec<Stage> },
+}
+
+/// How the open model spaces its arrivals. Both follow the stages' rate on
+/// average; they differ in what happens between arrivals.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    /// Evenly spaced: arrival k exactly where the expected count reaches k.
+    /// Reproducible to the microsecond, and the gentlest load for a given rate.
+    #[default]
+    Uniform,
+    /// A Poisson process at the stages' rate (seeded by the plan's seed):
+    /// independent arrivals that bunch up as real traffic does, so queues build
+    /// at lower utilisation than under uniform arrivals.
+    Poisson,
+}
+
+impl Arrivals {
+    pub fn is_uniform(&self) -> bool {
+        *self == Arrivals::Uniform
+    }
+}
+
+impl std::fmt::Display for Arrivals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arrivals::Uniform => "uniform",
+            Arrivals::Poisson => "poisson",
+        })
+    }
 }
 
 /// One stretch of an open-model schedule: the rate moves linearly from

@@ -560,6 +560,7 @@ mod tests {
             model: crate::plan::Model::Closed {
                 rate_per_worker: None,
             },
+            arrivals: Default::default(),
             stop: crate::plan::Stop::Requests { count: 1 },
             connections: 1,
             timeout: std::time::Duration::from_secs(1),

@@ -102,9 +102,11 @@ pub struct Load {
 /// that nothing downstream meets a stage without its rate or its stop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadShape {
-    /// Open model: stages of offered rate, at most `connections` in flight.
+    /// Open model: stages of offered rate, arrivals spaced by `arrivals`, at
+    /// most `connections` in flight.
     Open {
         stages: Vec<loadgen::Stage>,
+        arrivals: loadgen::Arrivals,
         connections: usize,
     },
     /// Closed model: `connections` workers until `stop`.

@@ -17,7 +17,8 @@ pub struct Profile {
     /// Names the results directory; defaults to the file stem.
     #[serde(default)]
     pub name: Option<String>,
-    /// Seeds the request mix, `{rand:a..b}` and the chaos plan (`--seed` overrides).
+    /// Seeds the request mix, `{rand:a..b}`, Poisson arrivals and the chaos plan
+    /// (`--seed` overrides).
     #[serde(default)]
     pub seed: Option<u64>,
     /// An external target instead of `[stack]` (no faults can be injected into it).
@@ -51,6 +52,10 @@ pub struct LoadSection {
     /// Open model: most requests in flight at once (beyond it sends are late).
     #[serde(default)]
     pub connections: Option<Spanned<usize>>,
+    /// Open model: how arrivals are spaced at the stages' rate, `"uniform"`
+    /// (evenly; the default) or `"poisson"` (a Poisson process drawn from the seed).
+    #[serde(default)]
+    pub arrivals: Option<Spanned<loadgen::Arrivals>>,
     /// Timeline bucket width; SLO windows are measured in these buckets.
     #[serde(default = "default_interval")]
     pub interval: Spanned<HumanDuration>,

@@ -23,6 +23,7 @@ fn validation_yields_the_load_shape_with_every_default_resolved() {
                 start_rate: 100.0,
                 end_rate: 300.0,
             }],
+            arrivals: loadgen::Arrivals::Uniform,
             connections: DEFAULT_OPEN_CONNECTIONS,
         }
     );
@@ -57,6 +58,60 @@ fn validation_yields_the_load_shape_with_every_default_resolved() {
         closed.chaos.total,
         chaos::Plan::horizon(None),
         "a run stopped by a request count plans faults over the one horizon rule"
+    );
+}
+
+#[test]
+fn experiment_arrivals_reach_the_load_plan_and_the_dry_run() {
+    let e = parse(&format!(
+        "seed = 3\n[load]\narrivals = \"poisson\"\n{}",
+        open_text()
+    ));
+    assert!(matches!(
+        e.load.shape,
+        LoadShape::Open {
+            arrivals: loadgen::Arrivals::Poisson,
+            ..
+        }
+    ));
+    let endpoint = crate::run::plan::Endpoint {
+        base_url: "http://127.0.0.1:9".into(),
+        token: None,
+    };
+    let plan = crate::run::plan::ExperimentPlan::build(&e, &endpoint);
+    assert_eq!(plan.load.arrivals, loadgen::Arrivals::Poisson);
+    assert_eq!(
+        plan.load.seed, 3,
+        "the arrivals are drawn from the run's seed"
+    );
+    let text = plan.render();
+    assert!(
+        text.contains("open (arrival rate, poisson arrivals;"),
+        "{text}"
+    );
+    let uniform = crate::run::plan::ExperimentPlan::build(&parse(&open_text()), &endpoint);
+    assert_eq!(uniform.load.arrivals, loadgen::Arrivals::Uniform);
+    assert!(uniform.render().contains("uniform arrivals"));
+}
+
+#[test]
+fn experiment_arrivals_are_checked_where_written() {
+    let err = |text: &str| {
+        Experiment::parse(Path::new("p.toml"), text.to_string(), None)
+            .unwrap_err()
+            .to_string()
+    };
+    let closed = err(&format!(
+        "[load]\nmodel = \"closed\"\narrivals = \"poisson\"\n[[load.stage]]\nconnections = 2\nrequests = 10\n{REQUEST}"
+    ));
+    assert!(
+        closed.starts_with("p.toml:3:12: load.arrivals: only for the open model"),
+        "{closed}"
+    );
+    let unknown = err(&format!("[load]\narrivals = \"bursty\"\n{}", open_text()));
+    assert!(
+        unknown.starts_with("p.toml:2:12: load.arrivals:") && unknown.contains("poisson"),
+        "{unknown}"
     );
 }
 

@@ -254,6 +254,13 @@ impl LoadSection {
                 ));
             }
         }
+        if let (Some(a), LoadModel::Closed) = (&self.arrivals, self.model) {
+            return Err(at.error(
+                a.span(),
+                Some("load.arrivals"),
+                "only for the open model (model = \"open\"): closed-model workers send when their previous response arrives",
+            ));
+        }
         if self.model == LoadModel::Closed && self.stages.len() > 1 {
             return Err(at.error(
                 self.stages[1].span(),
@@ -270,6 +277,11 @@ impl LoadSection {
                         s.validate_open(n, span, at)
                     })
                     .collect::<Result<_, _>>()?,
+                arrivals: self
+                    .arrivals
+                    .as_ref()
+                    .map(|a| *a.get_ref())
+                    .unwrap_or_default(),
                 connections: self
                     .connections
                     .as_ref()

@@ -39,14 +39,16 @@ impl ExperimentPlan {
             .iter()
             .map(|r| request_template(r, &base, endpoint.token.as_deref()))
             .collect();
-        let (model, stop, connections) = match &load.shape {
+        let (model, arrivals, stop, connections) = match &load.shape {
             LoadShape::Open {
                 stages,
+                arrivals,
                 connections,
             } => (
                 Model::Open {
                     stages: stages.clone(),
                 },
+                *arrivals,
                 Stop::Stages,
                 *connections,
             ),
@@ -54,6 +56,7 @@ impl ExperimentPlan {
                 Model::Closed {
                     rate_per_worker: None,
                 },
+                loadgen::Arrivals::default(),
                 stop.clone(),
                 *connections,
             ),
@@ -61,6 +64,7 @@ impl ExperimentPlan {
         let plan = LoadPlan {
             requests,
             model,
+            arrivals,
             stop,
             connections,
             timeout: load.timeout,
@@ -128,8 +132,8 @@ impl ExperimentPlan {
         let _ = writeln!(out, "target: {}", self.base_url);
         let model = match &p.model {
             Model::Open { .. } => format!(
-                "open (arrival rate; up to {} requests in flight)",
-                p.connections
+                "open (arrival rate, {} arrivals; up to {} requests in flight)",
+                p.arrivals, p.connections
             ),
             Model::Closed { .. } => format!("closed ({} connections)", p.connections),
         };

@@ -267,6 +267,7 @@ pub fn closed_plan(url: &str, count: u64, connections: usize) -> LoadPlan {
         model: Model::Closed {
             rate_per_worker: None,
         },
+        arrivals: Default::default(),
         stop: Stop::Requests { count },
         connections,
         timeout: Duration::from_secs(20),

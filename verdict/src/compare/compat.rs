@@ -27,6 +27,7 @@ fn shape(run: &RunInput) -> Vec<(String, String)> {
     let h = &r.run.host;
     let mut out: Vec<(String, String)> = vec![
         ("plan.model".into(), json(&p.model)),
+        ("plan.arrivals".into(), p.arrivals.to_string()),
         ("plan.stop".into(), json(&p.stop)),
         ("plan.connections".into(), p.connections.to_string()),
         ("plan.requests".into(), mix),

@@ -32,6 +32,7 @@ pub fn plan() -> LoadPlan {
         model: Model::Closed {
             rate_per_worker: None,
         },
+        arrivals: Default::default(),
         stop: Stop::Duration {
             duration: Duration::from_secs(30),
         },

@@ -132,6 +132,7 @@ fn plan(stages: Vec<Stage>, interval_s: f64) -> LoadPlan {
             body: None,
         }],
         model: Model::Open { stages },
+        arrivals: Default::default(),
         stop: Stop::Stages,
         connections: 64,
         timeout: Duration::from_secs(2),
