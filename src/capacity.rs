@@ -128,6 +128,8 @@ struct Setup {
     instances: Vec<Option<u32>>,
     spec: SloSpec,
     connections: usize,
+    /// The profile's arrival spacing (a closed profile's probes are uniform).
+    arrivals: loadgen::Arrivals,
     target_rate: Option<f64>,
 }
 
@@ -135,12 +137,19 @@ impl Setup {
     fn resolve(a: &CapacityArgs) -> anyhow::Result<Self> {
         let exp = Experiment::read(&a.profile, &a.set, a.seed)?;
         let c = &exp.capacity;
-        let (first_rate, connections) = match &exp.load.shape {
+        let (first_rate, connections, arrivals) = match &exp.load.shape {
             LoadShape::Open {
                 stages,
                 connections,
-            } => (stages.first().map(|s| s.start_rate), *connections),
-            LoadShape::Closed { connections, .. } => (None, *connections),
+                arrivals,
+            } => (
+                stages.first().map(|s| s.start_rate),
+                *connections,
+                *arrivals,
+            ),
+            LoadShape::Closed { connections, .. } => {
+                (None, *connections, loadgen::Arrivals::default())
+            }
         };
         let start_rate = a
             .start_rate
@@ -221,6 +230,7 @@ impl Setup {
             instances,
             spec,
             connections,
+            arrivals,
             target_rate: a.target_rate,
             exp,
         })
@@ -258,6 +268,10 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
     let interrupt = Interrupt::install()?;
     let exp = &setup.exp;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    eprintln!(
+        "slolab capacity: {} (seed {}, {} arrivals, up to {} requests in flight)",
+        exp.name, exp.seed, setup.arrivals, setup.connections
+    );
     if setup.spec.is_empty() {
         eprintln!(
             "slolab capacity: the profile has no [slo] objectives: only the achieved rate and \
@@ -338,7 +352,7 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
         commit: commit.clone(),
         host,
         target: target_info,
-        arrivals: "uniform".into(),
+        arrivals: setup.arrivals.to_string(),
         objectives: serde_json::to_value(&setup.spec).context("objectives as JSON")?,
         settings: setup.settings.clone(),
         searches,
@@ -430,6 +444,7 @@ async fn search_one(
         plan.model = Model::Open { stages };
         plan.stop = Stop::Stages;
         plan.connections = setup.connections;
+        plan.arrivals = setup.arrivals;
         // Each probe its own request sequence: `{uuid}` idempotency keys must not
         // repeat across probes, or the target answers replays from its store.
         plan.seed = exp.seed.wrapping_add(1000 * index as u64);

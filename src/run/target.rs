@@ -68,7 +68,7 @@ impl RunningTarget {
         }
         let bin = std::env::current_exe().context("cannot find the slolab binary to re-execute")?;
         eprintln!(
-            "slolab run: starting the stack ({} instance(s), {:?} db, {:?} cache, {:?} gateway)",
+            "slolab: starting the stack ({} instance(s), {:?} db, {:?} cache, {:?} gateway)",
             spec.instances, spec.db, spec.cache, spec.gateway
         );
         let stack = tokio::time::timeout(START_TIMEOUT, Supervisor::start(spec.clone(), bin))
@@ -76,7 +76,7 @@ impl RunningTarget {
             .map_err(|_| anyhow::anyhow!("the stack did not come up within {START_TIMEOUT:?}"))?
             .context("starting the stack")?;
         // Its logs move into the run's directory at the end (printed then).
-        eprintln!("slolab run: stack up at {}", stack.url());
+        eprintln!("slolab: stack up at {}", stack.url());
         Ok(Self::Stack(Box::new(StackRun {
             stack,
             spec,
