@@ -2,14 +2,12 @@
 //! live connections, and the seeded toxicity draw. Raw TCP clients, so each
 //! failure shows as the exact socket error a client library would classify.
 
-mod support;
-
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::echo_server;
 use chaos::{Direction, FaultProxy, ProxyOptions, Toxic};
-use support::echo_server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};

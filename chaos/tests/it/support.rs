@@ -1,8 +1,6 @@
 //! Real processes (`sleep`) and real fault proxies standing in for the stack's
 //! components, behind the `chaos::Components` trait the supervisor implements.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command};

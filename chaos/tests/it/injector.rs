@@ -3,19 +3,17 @@
 //! proxy, checks that refuse before injecting, the revert guard, and the control
 //! routes.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{wait_stopped, LocalComponents};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chaos::{
     ComponentKind, FaultProxy, FaultRequest, InjectError, Injector, InjectorOptions, ProcStat,
 };
 use http_body_util::BodyExt;
-use support::{wait_stopped, LocalComponents};
 use tower::ServiceExt;
 
 fn request(fault: &str, target: &str) -> FaultRequest {
@@ -182,9 +180,12 @@ async fn stop_for_a_duration_holds_down_then_starts_and_reverts_early() {
 
 #[tokio::test]
 async fn network_faults_go_through_the_proxy_and_revert() {
-    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), support::echo_server().await)
-        .await
-        .unwrap();
+    let proxy = FaultProxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        crate::support::echo_server().await,
+    )
+    .await
+    .unwrap();
     let components = Arc::new(LocalComponents::default());
     components.add_proxy("redis", proxy.handle());
     let (inj, _) = Injector::new(components, InjectorOptions::default()).unwrap();

@@ -3,16 +3,14 @@
 //! names a different process; one killed while a component is held down by a
 //! timed stop has the next start start it again.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{sleeper, wait_stopped, LocalComponents};
 use chaos::ledger::{Ledger, ProcessId, Revert};
 use chaos::{FaultRequest, Injector, InjectorOptions};
-use support::{sleeper, wait_stopped, LocalComponents};
 
 const CHILD_ENV: &str = "CHAOS_LEDGER_TEST_CHILD";
 
@@ -87,7 +85,7 @@ async fn a_crash_mid_stop_does_not_leave_the_component_down() {
         .args([
             "--ignored",
             "--exact",
-            "child_runner_holds_down_then_waits",
+            "ledger::child_runner_holds_down_then_waits",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -141,7 +139,7 @@ fn crashed_run_is_reverted_at_next_start() {
         .args([
             "--ignored",
             "--exact",
-            "child_runner_pauses_then_waits",
+            "ledger::child_runner_pauses_then_waits",
             "--nocapture",
             "--test-threads=1",
         ])
