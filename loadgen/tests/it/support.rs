@@ -1,7 +1,6 @@
 //! Real servers for the engine's tests, all on 127.0.0.1 port 0: a hyper server
 //! with routes for each behaviour the engine must measure, and raw TCP servers
 //! that misbehave in each way a request can fail.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,8 +13,9 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use loadgen::results::Results;
 use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stop};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Default)]
@@ -41,10 +41,28 @@ impl TestServer {
     }
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+/// A response body of either kind the servers send.
+pub type Body = BoxBody<Bytes, Infallible>;
 
 fn full(b: &'static str) -> Body {
     Full::new(Bytes::from_static(b.as_bytes())).boxed()
+}
+
+/// `len` bytes of `x` in three chunks, so a client must read past the first.
+pub fn chunked(len: usize) -> Body {
+    let data = vec![b'x'; len];
+    let third = len / 3;
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+        Ok(Frame::data(Bytes::copy_from_slice(&data[..third]))),
+        Ok(Frame::data(Bytes::copy_from_slice(&data[third..2 * third]))),
+        Ok(Frame::data(Bytes::copy_from_slice(&data[2 * third..]))),
+    ];
+    StreamBody::new(futures::stream::iter(frames)).boxed()
+}
+
+/// How many requests of a run ended in the outcome `name`.
+pub fn outcome(r: &Results, name: &str) -> u64 {
+    r.totals.outcomes.get(name).copied().unwrap_or(0)
 }
 
 async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Body>, Infallible> {
@@ -60,15 +78,7 @@ async fn handle(req: Request<Incoming>, c: Arc<Counters>) -> Result<Response<Bod
         resp.headers_mut()
             .insert("location", "/status/200".parse().unwrap());
     } else if let Some(len) = path.strip_prefix("/chunked/") {
-        let len: usize = len.parse().unwrap();
-        let data = vec![b'x'; len];
-        let third = len / 3;
-        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
-            Ok(Frame::data(Bytes::copy_from_slice(&data[..third]))),
-            Ok(Frame::data(Bytes::copy_from_slice(&data[third..2 * third]))),
-            Ok(Frame::data(Bytes::copy_from_slice(&data[2 * third..]))),
-        ];
-        *resp.body_mut() = StreamBody::new(futures::stream::iter(frames)).boxed();
+        *resp.body_mut() = chunked(len.parse().unwrap());
     } else if path == "/stall" {
         if !c.stalled.swap(true, Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -104,8 +114,9 @@ pub async fn hyper_server() -> TestServer {
     TestServer { addr, counters }
 }
 
-/// Reads one request head (so closing does not turn into a reset by unread data).
-async fn read_head(s: &mut TcpStream) -> bool {
+/// Reads one request head (so closing does not turn into a reset by unread
+/// data); false if the peer closed first. Over TCP or TLS.
+pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> bool {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {

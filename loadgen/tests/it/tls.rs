@@ -4,30 +4,23 @@
 //! schemes, each way TLS can fail, and HTTP/2 (`-h2`): by ALPN over TLS and by
 //! prior knowledge (h2c) over plain TCP.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use loadgen::results::Results;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{HandshakeKind, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-
-fn outcome(r: &Results, name: &str) -> u64 {
-    r.totals.outcomes.get(name).copied().unwrap_or(0)
-}
 
 #[derive(Default)]
 struct Seen {
@@ -84,8 +77,6 @@ fn server_config(alpn: &[&[u8]]) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
-type Body = BoxBody<Bytes, Infallible>;
-
 /// Routes: `/length/N` N bytes with Content-Length; `/chunked/N` N bytes in three
 /// chunks; `/relative` 302 to `/length/7`; `/to?URL` 302 to URL; else "hello".
 async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Body>, Infallible> {
@@ -107,14 +98,7 @@ async fn handle(req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Body
         let data = vec![b'x'; n.parse().unwrap()];
         *resp.body_mut() = Full::new(Bytes::from(data)).boxed();
     } else if let Some(n) = path.strip_prefix("/chunked/") {
-        let data = vec![b'x'; n.parse().unwrap()];
-        let third = data.len() / 3;
-        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
-            Ok(Frame::data(Bytes::copy_from_slice(&data[..third]))),
-            Ok(Frame::data(Bytes::copy_from_slice(&data[third..2 * third]))),
-            Ok(Frame::data(Bytes::copy_from_slice(&data[2 * third..]))),
-        ];
-        *resp.body_mut() = StreamBody::new(futures::stream::iter(frames)).boxed();
+        *resp.body_mut() = chunked(n.parse().unwrap());
     } else if path == "/relative" || path == "/to" {
         let location = match query {
             Some(q) if path == "/to" => q,
@@ -172,13 +156,8 @@ async fn server(mode: Mode) -> Server {
                         let _ = h2.serve_connection(TokioIo::new(tls), svc).await;
                     }
                     Mode::ShortBody { close_notify } => {
-                        let mut head = Vec::new();
-                        let mut chunk = [0u8; 1024];
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match tls.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&chunk[..n]),
-                            }
+                        if !read_head(&mut tls).await {
+                            return;
                         }
                         seen.requests.fetch_add(1, Ordering::SeqCst);
                         let _ = tls

@@ -2,18 +2,12 @@
 //! bodies, keep-alive, redirects, every failure outcome, timeouts, interruption,
 //! the open model's coordinated-omission correctness, and exact interval merging.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use loadgen::results::{decode_histogram, Results};
 use loadgen::{Model, RequestTemplate, Stage, Stop};
-
-fn outcome(r: &Results, name: &str) -> u64 {
-    r.totals.outcomes.get(name).copied().unwrap_or(0)
-}
 
 fn recorded(h: &hdrhistogram::Histogram<u64>) -> Vec<(u64, u64)> {
     h.iter_recorded()
