@@ -1,22 +1,85 @@
-//! Shared pieces of the API tests: an instance built with `app()` on a real
-//! SQLite file or a real PostgreSQL cluster, a JSON client driving it through
-//! `oneshot`, and the behaviour scenarios both databases must pass.
-#![allow(dead_code)]
+//! The API's side of the tests: an instance built with `app()` on a real SQLite
+//! file or a real PostgreSQL cluster, a JSON client driving it through `oneshot`,
+//! the behaviour scenarios both databases must pass, and instances served on port 0.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
-use target::api::{app, ApiConfig, AppState, DbConfig};
+use target::api::{app, serve, ApiConfig, ApiError, AppState, DbConfig};
 use target::auth::{JwtKey, Role};
 use target::process::postgres::{Postgres, PostgresOptions};
-use target::store::ensure_admin;
+use target::store::{ensure_admin, Store};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
 pub const SECRET: &[u8] = b"api-test-secret";
 pub const ADMIN_PASSWORD: &str = "admin-password";
+
+/// An API instance serving on port 0 (`target::api::serve`) until shut down.
+pub struct RunningApi {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ApiError>>,
+}
+
+impl RunningApi {
+    pub async fn start(config: ApiConfig) -> RunningApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(config, listener, async {
+            let _ = rx.await;
+        }));
+        RunningApi {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits (bounded) for `serve` to return cleanly.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        self.finished("serve returns after shutdown").await;
+    }
+
+    /// Signals shutdown without waiting: new connections are refused from now
+    /// on, while requests in flight drain.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits (bounded; `expect` says what was awaited) for `serve` to return
+    /// cleanly.
+    pub async fn finished(self, expect: &str) {
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect(expect)
+            .unwrap()
+            .expect("serve ends cleanly");
+    }
+}
+
+/// Migrates `dir/tasks.db` and creates the admin, once, before instances share
+/// the file; returns an admin token.
+pub async fn admin_token(dir: &std::path::Path) -> String {
+    let store = Store::connect(&DbConfig::Sqlite {
+        path: dir.join("tasks.db"),
+    })
+    .await
+    .unwrap();
+    let admin = ensure_admin(&store, "admin", ADMIN_PASSWORD).await.unwrap();
+    store.close().await;
+    JwtKey::new(SECRET).issue(&admin.id.to_string(), Role::Admin, Duration::from_secs(60))
+}
 
 /// One API instance and the real database (and temp dir) behind it.
 pub struct Harness {

@@ -2,12 +2,13 @@
 //! re-admission, retries (and when not to retry), timeouts, no healthy upstream,
 //! the circuit breaker, and draining on shutdown.
 
-mod gateway_support;
-
 use std::time::Duration;
 
-use gateway_support::{config, eventually, request, Backend, Mode, RunningGateway, TestClient};
 use http::Method;
+
+use crate::support::gateway::{
+    config, eventually, request, Backend, Mode, RunningGateway, TestClient,
+};
 
 const HEALTHY_2: &str = "gateway_upstream_healthy{upstream=\"api-2\"}";
 

@@ -2,15 +2,14 @@
 //! RateLimit headers), JWT on write routes (401 cases), request ids, forwarded
 //! and hop-by-hop headers, body limits, and its own endpoints.
 
-mod gateway_support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use gateway_support::{config, request, Backend, Mode, RunningGateway, TestClient};
 use http::Method;
 use target::auth::{JwtKey, Role};
 use target::gateway::RateLimit;
+
+use crate::support::gateway::{config, request, Backend, Mode, RunningGateway, TestClient};
 
 #[tokio::test]
 async fn over_the_limit_gets_429_with_retry_after_and_ratelimit_headers() {

@@ -2,77 +2,29 @@
 //! shared SQLite file): spread by X-Served-By, JWT at the edge with a real login,
 //! an idempotent create through the gateway, and losing an instance.
 
-mod gateway_support;
-
-use std::time::Duration;
-
-use gateway_support::{config, request, RunningGateway, TestClient};
 use http::Method;
-use target::api::{ApiConfig, AppState, DbConfig};
-use target::gateway::{HealthCheck, Upstream};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use target::gateway::Upstream;
 
-const SECRET: &[u8] = b"gateway-api-secret";
-const PASSWORD: &str = "admin-password";
+use crate::support::api::{admin_token, sqlite_config, RunningApi, ADMIN_PASSWORD, SECRET};
+use crate::support::gateway::{config, request, RunningGateway, TestClient};
 
-struct Instance {
-    upstream: Upstream,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn instance(name: &str, db: &std::path::Path) -> Instance {
-    let config = ApiConfig::new(name, DbConfig::Sqlite { path: db.into() }, SECRET);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        target::api::serve(config, listener, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("api instance ran");
-    });
-    Instance {
-        upstream: Upstream {
-            name: name.into(),
-            addr,
-        },
-        stop: Some(tx),
-        task,
+fn upstream(name: &str, api: &RunningApi) -> Upstream {
+    Upstream {
+        name: name.into(),
+        addr: api.addr,
     }
 }
 
 #[tokio::test]
 async fn two_real_api_instances_behind_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tasks.db");
-    {
-        // Migrate and create the admin once, before the instances share the file.
-        let state = AppState::connect(&ApiConfig::new(
-            "setup",
-            DbConfig::Sqlite { path: db.clone() },
-            SECRET,
-        ))
-        .await
-        .unwrap();
-        target::store::ensure_admin(state.store(), "admin", PASSWORD)
-            .await
-            .unwrap();
-        state.store().close().await;
-    }
-    let one = instance("api-1", &db).await;
-    let mut two = instance("api-2", &db).await;
+    // Migrate and create the admin once, before the instances share the file.
+    admin_token(dir.path()).await;
+    let one = RunningApi::start(sqlite_config(dir.path(), "api-1")).await;
+    let two = RunningApi::start(sqlite_config(dir.path(), "api-2")).await;
 
     let mut cfg = config(&[]);
-    cfg.upstreams = vec![one.upstream.clone(), two.upstream.clone()];
-    cfg.health = HealthCheck {
-        interval: Duration::from_millis(50),
-        fall: 1,
-        rise: 1,
-        ..HealthCheck::default()
-    };
+    cfg.upstreams = vec![upstream("api-1", &one), upstream("api-2", &two)];
     cfg.jwt_secret = Some(SECRET.to_vec());
     let gateway = RunningGateway::start(cfg).await;
     let client = TestClient::default();
@@ -100,7 +52,7 @@ async fn two_real_api_instances_behind_the_gateway() {
             Method::POST,
             &gateway.url("/api/v1/auth/login"),
             &[("content-type", "application/json")],
-            &format!(r#"{{"username":"admin","password":"{PASSWORD}"}}"#),
+            &format!(r#"{{"username":"admin","password":"{ADMIN_PASSWORD}"}}"#),
         ))
         .await;
     assert_eq!(login.status, 200, "{}", login.body);
@@ -124,8 +76,7 @@ async fn two_real_api_instances_behind_the_gateway() {
     assert_eq!(replay.json()["data"]["id"], first.json()["data"]["id"]);
 
     // Losing an instance: requests keep succeeding on the other one.
-    two.stop.take().unwrap().send(()).unwrap();
-    two.task.await.unwrap();
+    two.shutdown().await;
     for _ in 0..10 {
         let reply = client.get(&tasks).await;
         assert_eq!(reply.status, 200);

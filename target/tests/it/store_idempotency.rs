@@ -3,18 +3,17 @@
 //! pruned by age, and the migration adding the age index upgrades a database
 //! created before it. Time moves by advancing the store's clock, not by waiting.
 
-mod api_support;
-
 use std::time::Duration;
 
-use api_support::{
-    create_database, post_with_key as post, postgres_config, sqlite_config, Harness, Reply,
-};
 use axum::http::StatusCode;
 use sqlx::Connection as _;
 use target::api::{ApiConfig, Clock, DbConfig};
 use target::process::postgres::Postgres;
 use target::store::{Store, DEFAULT_IDEMPOTENCY_TTL};
+
+use crate::support::api::{
+    self, create_database, post_with_key as post, postgres_config, sqlite_config, Harness, Reply,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const SECOND: Duration = Duration::from_secs(1);
@@ -239,7 +238,7 @@ async fn an_existing_sqlite_database_gets_the_age_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_expire_and_are_pruned_on_postgres() {
-    let pg = tokio::task::spawn_blocking(api_support::start_postgres)
+    let pg = tokio::task::spawn_blocking(api::start_postgres)
         .await
         .unwrap();
     let ((expiring, expiring_clock, _), (pruned, pruned_clock, pruned_url)) = tokio::join!(

@@ -1,20 +1,19 @@
 //! The API's behaviour on a real PostgreSQL cluster started by the test, and
 //! what clients see when that database goes away and comes back.
 
-mod api_support;
-
 use std::time::Duration;
 
-use api_support::{postgres_config, Harness};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 use target::process::postgres::{Postgres, PostgresOptions};
+
+use crate::support::api::{self, postgres_config, Harness};
 
 /// Every scenario the SQLite suite runs, each on its own database of one
 /// cluster, concurrently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_behaviour_suite_passes_on_postgres() {
-    let pg = tokio::task::spawn_blocking(api_support::start_postgres)
+    let pg = tokio::task::spawn_blocking(api::start_postgres)
         .await
         .unwrap();
     let (crud, listing, integrity, idempotency, auth, weird, ops) = tokio::join!(
@@ -28,20 +27,20 @@ async fn the_behaviour_suite_passes_on_postgres() {
     );
     assert_eq!(crud.state.store().backend(), "postgres");
     tokio::join!(
-        api_support::crud(&crud),
-        api_support::listing(&listing),
-        api_support::integrity(&integrity),
-        api_support::idempotency(&idempotency),
-        api_support::auth(&auth),
-        api_support::weird_inputs(&weird),
-        api_support::operations(&ops),
+        api::crud(&crud),
+        api::listing(&listing),
+        api::integrity(&integrity),
+        api::idempotency(&idempotency),
+        api::auth(&auth),
+        api::weird_inputs(&weird),
+        api::operations(&ops),
     );
 }
 
 /// Two instances starting at once on one fresh database both migrate safely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_start_up_migrates_once() {
-    let pg = tokio::task::spawn_blocking(api_support::start_postgres)
+    let pg = tokio::task::spawn_blocking(api::start_postgres)
         .await
         .unwrap();
     let config = postgres_config(&pg.url());

@@ -2,13 +2,14 @@
 //! ejected upstream), least-connections avoiding a busy upstream,
 //! consistent-hash stickiness by header and client IP.
 
-mod gateway_support;
-
 use std::collections::HashMap;
 
-use gateway_support::{config, eventually, request, Backend, Mode, RunningGateway, TestClient};
 use http::Method;
 use target::gateway::Balance;
+
+use crate::support::gateway::{
+    config, eventually, request, Backend, Mode, RunningGateway, TestClient,
+};
 
 #[tokio::test]
 async fn round_robin_spreads_requests_evenly() {

@@ -1,42 +1,40 @@
 //! The API's behaviour on the embedded default: SQLite in a temp file.
 
-mod api_support;
-
-use api_support::Harness;
+use crate::support::api::{self, Harness};
 
 #[tokio::test]
 async fn crud_on_sqlite() {
-    api_support::crud(&Harness::sqlite().await).await;
+    api::crud(&Harness::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn listing_on_sqlite() {
-    api_support::listing(&Harness::sqlite().await).await;
+    api::listing(&Harness::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn integrity_on_sqlite() {
-    api_support::integrity(&Harness::sqlite().await).await;
+    api::integrity(&Harness::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn idempotency_on_sqlite() {
-    api_support::idempotency(&Harness::sqlite().await).await;
+    api::idempotency(&Harness::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn auth_on_sqlite() {
-    api_support::auth(&Harness::sqlite().await).await;
+    api::auth(&Harness::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn weird_inputs_on_sqlite() {
-    api_support::weird_inputs(&Harness::sqlite().await).await;
+    api::weird_inputs(&Harness::sqlite().await).await;
 }
 
 #[tokio::test]
 async fn operations_on_sqlite() {
-    api_support::operations(&Harness::sqlite().await).await;
+    api::operations(&Harness::sqlite().await).await;
 }
 
 /// `stack up --seed-tasks N` and the printed admin token rely on these being
@@ -79,7 +77,7 @@ async fn seed_and_ensure_admin_are_repeatable() {
         StatusCode::OK
     );
     assert_eq!(
-        login("admin", api_support::ADMIN_PASSWORD).await.status,
+        login("admin", api::ADMIN_PASSWORD).await.status,
         StatusCode::UNAUTHORIZED
     );
 }

@@ -1,50 +1,13 @@
 //! `serve` on real sockets: two instances sharing one SQLite file start at
 //! once, and shutdown drains an in-flight request, or gives up after the grace.
 
-mod api_support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use api_support::{sqlite_config, SECRET};
-use target::api::{serve, ApiConfig, ApiError};
-use target::auth::{JwtKey, Role};
-use target::store::{ensure_admin, DbConfig, Store};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), ApiError>>,
-}
-
-async fn start(config: ApiConfig) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(config, listener, async {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        stop: Some(tx),
-        task,
-    }
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("serve returns after shutdown")
-            .unwrap()
-            .expect("serve ends cleanly");
-    }
-}
+use crate::support::api::{admin_token, sqlite_config, RunningApi};
 
 /// One HTTP/1.1 exchange with `Connection: close`; returns the raw response.
 async fn http(addr: SocketAddr, request: &str) -> String {
@@ -83,22 +46,13 @@ fn served_by(response: &str) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
-    let a = start(sqlite_config(dir.path(), "api-1")).await;
-    let b = start(sqlite_config(dir.path(), "api-2")).await;
+    let a = RunningApi::start(sqlite_config(dir.path(), "api-1")).await;
+    let b = RunningApi::start(sqlite_config(dir.path(), "api-2")).await;
     let (ra, rb) = tokio::join!(ready(a.addr), ready(b.addr));
     assert_eq!(served_by(&ra), Some("api-1"));
     assert_eq!(served_by(&rb), Some("api-2"));
 
-    let store = Store::connect(&DbConfig::Sqlite {
-        path: dir.path().join("tasks.db"),
-    })
-    .await
-    .unwrap();
-    let admin = ensure_admin(&store, "admin", "admin-password")
-        .await
-        .unwrap();
-    let token =
-        JwtKey::new(SECRET).issue(&admin.id.to_string(), Role::Admin, Duration::from_secs(60));
+    let token = admin_token(dir.path()).await;
     let body = r#"{"title":"shared"}"#;
     let created = http(
         a.addr,
@@ -135,31 +89,18 @@ async fn begin_post(addr: SocketAddr, token: &str, body_len: usize) -> BufReader
     reader
 }
 
-async fn admin_token(dir: &std::path::Path) -> String {
-    let store = Store::connect(&DbConfig::Sqlite {
-        path: dir.join("tasks.db"),
-    })
-    .await
-    .unwrap();
-    let admin = ensure_admin(&store, "admin", "admin-password")
-        .await
-        .unwrap();
-    store.close().await;
-    JwtKey::new(SECRET).issue(&admin.id.to_string(), Role::Admin, Duration::from_secs(60))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_an_in_flight_request() {
     let dir = tempfile::tempdir().unwrap();
     let token = admin_token(dir.path()).await;
     let mut config = sqlite_config(dir.path(), "api-1");
     config.drain_grace = Duration::from_secs(20);
-    let mut running = start(config).await;
+    let mut running = RunningApi::start(config).await;
     ready(running.addr).await;
 
     let body = r#"{"title":"in flight"}"#;
     let mut conn = begin_post(running.addr, &token, body.len()).await;
-    let _ = running.stop.take().unwrap().send(());
+    running.begin_shutdown();
     // New connections are refused once shutdown has begun...
     let mut refused = false;
     for _ in 0..200 {
@@ -175,11 +116,7 @@ async fn shutdown_drains_an_in_flight_request() {
     let mut response = String::new();
     conn.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
-    tokio::time::timeout(Duration::from_secs(30), running.task)
-        .await
-        .expect("serve returns once drained")
-        .unwrap()
-        .unwrap();
+    running.finished("serve returns once drained").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,14 +125,12 @@ async fn shutdown_gives_up_on_a_stuck_request_after_the_grace() {
     let token = admin_token(dir.path()).await;
     let mut config = sqlite_config(dir.path(), "api-1");
     config.drain_grace = Duration::from_millis(200);
-    let mut running = start(config).await;
+    let mut running = RunningApi::start(config).await;
     ready(running.addr).await;
     // The body never comes: this request would hold a plain graceful shutdown forever.
     let _stuck = begin_post(running.addr, &token, 100).await;
-    let _ = running.stop.take().unwrap().send(());
-    tokio::time::timeout(Duration::from_secs(30), running.task)
-        .await
-        .expect("serve returns after the drain grace")
-        .unwrap()
-        .unwrap();
+    running.begin_shutdown();
+    running
+        .finished("serve returns after the drain grace")
+        .await;
 }

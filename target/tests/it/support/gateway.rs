@@ -2,7 +2,6 @@
 //! killed, restarted, made unready, slow or rude; a running gateway; a client.
 //! Backends are small hyper servers (the Task API was not ready when these were
 //! written) that answer with `X-Served-By` like an API instance does.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,16 +1,15 @@
 //! Redis cache-aside against a real redis-server: hits, misses, O(1)
 //! invalidation on writes, and fail-open when the test kills or freezes Redis.
 
-mod api_support;
-
 use std::time::Duration;
 
-use api_support::{sqlite_config, Harness, Reply};
 use axum::http::{Method, StatusCode};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 use target::process::redis::{Redis, RedisOptions};
+
+use crate::support::api::{sqlite_config, Harness, Reply};
 
 async fn start_redis(port: Option<u16>) -> Redis {
     tokio::task::spawn_blocking(move || {
