@@ -2,14 +2,14 @@
 //! HTTP server on port 0 in this test, then the verdicts and exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-const SLOLAB: &str = env!("CARGO_BIN_EXE_slolab");
+use crate::support::slolab;
 
 /// A keep-alive HTTP/1.1 server that answers every request with 200 after
 /// `delay`, or with 500 for every `fail_every`-th request. Stops when dropped.
@@ -96,7 +96,7 @@ async fn serve(
 
 /// A short open-model run: 2 s at 400 requests/s in 200 ms intervals.
 fn load(url: &str, connections: &str, save: &Path) {
-    let out = Command::new(SLOLAB)
+    let out = slolab()
         .args(["load", "-z", "2s", "--rate", "400", "-c", connections])
         .args(["--interval", "200ms", "-t", "5"])
         .arg("--save")
@@ -112,7 +112,7 @@ fn load(url: &str, connections: &str, save: &Path) {
 }
 
 fn compare(args: &[&Path], extra: &[&str]) -> Output {
-    Command::new(SLOLAB)
+    slolab()
         .arg("compare")
         .args(args)
         .args(extra)
@@ -377,7 +377,7 @@ fn bad_inputs_exit_1_with_a_message() {
 fn a_results_file_from_an_earlier_main_renders_and_compares() {
     let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("verdict/tests/data/results-4ab4633.json");
     for format in ["text", "md", "html"] {
-        let out = Command::new(SLOLAB)
+        let out = slolab()
             .args(["report", "--format", format])
             .arg(&old)
             .output()

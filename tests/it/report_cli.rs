@@ -7,15 +7,12 @@
 //!
 //! Set `SLOLAB_KEEP_REPORTS=DIR` to keep the rendered reports for a look in a browser.
 
-#[path = "../verdict/src/report/fixture.rs"]
+#[path = "../../verdict/src/report/fixture.rs"]
 mod fixture;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn slolab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_slolab"))
-}
+use crate::support::slolab;
 
 fn keep(path: &Path) {
     if let Ok(dir) = std::env::var("SLOLAB_KEEP_REPORTS") {

@@ -2,9 +2,7 @@
 //! byte for the same seed, another seed another plan, and a bad entry is a clear
 //! error (exit 1); bad command lines are refused in the command line's spelling.
 
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_slolab");
+use crate::support::slolab;
 
 const PROFILE: &str = r#"
 name = "plan-test"
@@ -29,7 +27,7 @@ target = "api-random"
 "#;
 
 fn plan(dir: &std::path::Path, file: &str, seed: Option<&str>) -> std::process::Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = slolab();
     cmd.args(["chaos", "plan", "--dry-run", "--run-dir"])
         .arg(dir.join("no-stack"))
         .arg(dir.join(file));
@@ -67,7 +65,7 @@ fn a_bad_entry_is_an_error_before_anything_runs() {
 
 /// `slolab chaos ARGS --run-dir <no stack>`: must fail with exit 1; its stderr.
 fn refused(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
+    let out = slolab()
         .arg("chaos")
         .args(args)
         .arg("--run-dir")

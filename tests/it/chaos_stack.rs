@@ -6,19 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_slolab");
-/// Bounds every wait; reached only when something is broken.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn slolab(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run slolab")
-}
+use crate::support::{header, run_slolab, slolab, try_get, wait_until, PATIENCE};
 
 fn ok(args: &[&str]) -> String {
-    let out = slolab(args);
+    let out = run_slolab(args);
     assert!(
         out.status.success(),
         "slolab {args:?} failed: {}\n{}",
@@ -42,7 +36,7 @@ impl Stack {
     fn up_with(extra: &[&str]) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
-        let child = Command::new(BIN)
+        let child = slolab()
             .args(["stack", "up", "--port", "0"])
             .args(extra)
             .args(["--restart", "on-failure:200ms", "--run-dir"])
@@ -92,7 +86,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = slolab(&["stack", "down", "--run-dir", &self.run_dir()]);
+        let _ = run_slolab(&["stack", "down", "--run-dir", &self.run_dir()]);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -102,19 +96,11 @@ fn stopped(pid: u32) -> Option<bool> {
     chaos::ProcStat::read(pid).map(|stat| stat.stopped())
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn faults_under_load_revert_and_the_run_completes() {
     let stack = Stack::up();
     let url = stack.state()["url"].as_str().unwrap().to_string();
-    let load = Command::new(BIN)
+    let load = slolab()
         .args(["load", "-z", "6s", "-c", "4", "-t", "5"])
         .arg(format!("{url}/healthz"))
         .stdout(Stdio::piped())
@@ -175,7 +161,7 @@ fn nonsense_is_refused_and_nothing_stays_paused_after_down() {
         let mut all = vec!["chaos"];
         all.extend(args.iter().copied());
         all.extend(["--run-dir", run_dir.as_str()]);
-        let out = slolab(&all);
+        let out = run_slolab(&all);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expect), "{args:?}: {err}");
@@ -266,30 +252,10 @@ fn pausing_postgres_times_reads_out_then_they_recover() {
 /// The `X-Cache` header of one `GET {base}{path}` (fresh connection each time),
 /// or why there is none.
 fn x_cache(base: &str, path: &str) -> String {
-    let addr = base.trim_start_matches("http://");
-    let exchange = || -> std::io::Result<String> {
-        let mut s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw)?;
-        Ok(raw)
-    };
-    match exchange() {
-        Ok(raw) => raw
-            .split("\r\n\r\n")
-            .next()
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("x-cache")
-                    .then(|| v.trim().to_string())
-            })
-            .unwrap_or_else(|| format!("no X-Cache in {raw:?}")),
+    match try_get(base, path) {
+        Ok((_, headers, body)) => header(&headers, "x-cache")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("no X-Cache in {headers:?} {body:?}")),
         Err(e) => format!("request failed: {e}"),
     }
 }

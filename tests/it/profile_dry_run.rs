@@ -2,15 +2,8 @@
 //! is complete (stages, request mix, fault plan, SLOs) and the same for the same seed.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn slolab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slolab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use crate::support::run_slolab;
 
 fn profiles() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("profiles");
@@ -34,7 +27,7 @@ fn every_profile_passes_dry_run_with_a_full_plan() {
             "{} must start with a comment saying what it shows",
             path.display()
         );
-        let out = slolab(&["run", "--dry-run", path.to_str().unwrap()]);
+        let out = run_slolab(&["run", "--dry-run", path.to_str().unwrap()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{}: {stderr}", path.display());
@@ -63,7 +56,7 @@ fn every_profile_passes_dry_run_with_a_full_plan() {
 #[test]
 fn dry_run_shows_absolute_times_and_is_deterministic_per_seed() {
     let run = |seed: &str| {
-        let out = slolab(&[
+        let out = run_slolab(&[
             "run",
             "--dry-run",
             "profiles/challenge-01.toml",
@@ -84,7 +77,7 @@ fn dry_run_shows_absolute_times_and_is_deterministic_per_seed() {
     assert!(a.contains("14.0s ..    20.0s  after"), "{a}");
     assert!(a.contains("stage spike"), "{a}");
 
-    let quick = slolab(&["run", "--dry-run", "profiles/quickstart.toml"]);
+    let quick = run_slolab(&["run", "--dry-run", "profiles/quickstart.toml"]);
     let quick = String::from_utf8_lossy(&quick.stdout);
     assert!(
         quick.contains("8.000s") && quick.contains("kill") && quick.contains("api-2"),
@@ -94,7 +87,7 @@ fn dry_run_shows_absolute_times_and_is_deterministic_per_seed() {
 
 #[test]
 fn set_overrides_are_checked_like_the_file() {
-    let out = slolab(&[
+    let out = run_slolab(&[
         "run",
         "--dry-run",
         "profiles/nginx-vs-builtin.toml",
@@ -116,7 +109,7 @@ fn set_overrides_are_checked_like_the_file() {
         "{stdout}"
     );
 
-    let out = slolab(&[
+    let out = run_slolab(&[
         "run",
         "--dry-run",
         "profiles/quickstart.toml",
@@ -170,7 +163,7 @@ fn run_and_chaos_plan_print_the_same_fault_plan() {
     all.push(monkey);
     for path in all {
         let p = path.to_str().unwrap();
-        let run = slolab(&["run", "--dry-run", p]);
+        let run = run_slolab(&["run", "--dry-run", p]);
         assert!(
             run.status.success(),
             "{p}: {}",
@@ -180,7 +173,7 @@ fn run_and_chaos_plan_print_the_same_fault_plan() {
         if !text.contains("[stack]") {
             continue; // an external `url` target: no components, no faults
         }
-        let plan = slolab(&[
+        let plan = run_slolab(&[
             "chaos",
             "plan",
             "--dry-run",

@@ -4,13 +4,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn slolab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_slolab"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
+use crate::support::slolab;
 
 /// The one run directory under OUT/NAME/.
 fn run_dir(out: &Path, name: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Profile mistakes are reported as `FILE:LINE:COL: FIELD: message` with exit 1,
 //! before anything is started — one case per kind of mistake.
 
-use std::process::Command;
+use crate::support::slolab;
 
 const GOOD: &str = r#"name = "t"
 [stack]
@@ -29,7 +29,7 @@ fn dry_run_with(from: &str, to: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
     std::fs::write(&path, GOOD.replacen(from, to, 1)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_slolab"))
+    let out = slolab()
         .args(["run", "--dry-run"])
         .arg(&path)
         .output()

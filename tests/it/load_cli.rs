@@ -2,86 +2,15 @@
 //! on port 0, bad input (one line, exit 1), --json/--save/-o csv, and Ctrl-C
 //! (SIGINT to the child) leaving a partial summary and a results file.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<AtomicU64>,
-    connections: Arc<AtomicU64>,
-    /// Every request head received, lower-cased.
-    heads: Arc<Mutex<Vec<String>>>,
-}
+use crate::support::{http_server, slolab};
 
-/// A keep-alive HTTP/1.1 server on its own threads: answers every request with
-/// 200 "ok" (or 503 for paths starting /fail).
-fn server() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicU64::new(0));
-    let connections = Arc::new(AtomicU64::new(0));
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let (r, c, h) = (requests.clone(), connections.clone(), heads.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            c.fetch_add(1, Ordering::SeqCst);
-            let (r, h) = (r.clone(), h.clone());
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    // Not HTTP (a TLS ClientHello starts with 0x16): answer 400 and
-                    // close, as nginx and hyper do.
-                    if buf.first().is_some_and(|b: &u8| !b.is_ascii_alphabetic()) {
-                        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-                        return;
-                    }
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        buf.drain(..end + 4);
-                        h.lock().unwrap().push(head.to_ascii_lowercase());
-                        let close = head.to_ascii_lowercase().contains("connection: close");
-                        let n = r.fetch_add(1, Ordering::SeqCst);
-                        let status = if head.starts_with("GET /fail") {
-                            "503 Service Unavailable"
-                        } else {
-                            "200 OK"
-                        };
-                        // /cache: X-Cache HIT and MISS by turns (even and odd requests).
-                        let cache = match (head.starts_with("GET /cache"), n % 2) {
-                            (false, _) => "",
-                            (true, 0) => "X-Cache: HIT\r\n",
-                            (true, _) => "X-Cache: MISS\r\n",
-                        };
-                        let resp =
-                            format!("HTTP/1.1 {status}\r\n{cache}Content-Length: 2\r\n\r\nok");
-                        if s.write_all(resp.as_bytes()).is_err() || close {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    Server {
-        addr,
-        requests,
-        connections,
-        heads,
-    }
-}
-
-fn slolab(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_slolab"))
+/// `slolab load ARGS`.
+fn load(args: &[&str]) -> std::process::Output {
+    slolab()
         .arg("load")
         .args(args)
         .stdin(Stdio::null())
@@ -91,9 +20,9 @@ fn slolab(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn hey_command_line_prints_heys_sections() {
-    let s = server();
+    let s = http_server();
     let url = format!("http://{}/tasks", s.addr);
-    let out = slolab(&["-n", "200", "-c", "20", &url]);
+    let out = load(&["-n", "200", "-c", "20", &url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -143,7 +72,7 @@ fn bad_input_is_one_line_and_exit_1() {
         (&["-x", "127.0.0.1:1", "https://127.0.0.1:1/"], "CONNECT"),
     ];
     for (args, needle) in cases {
-        let out = slolab(args);
+        let out = load(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
@@ -154,11 +83,11 @@ fn bad_input_is_one_line_and_exit_1() {
 
 #[test]
 fn json_summary_and_saved_results_for_the_open_model() {
-    let s = server();
+    let s = http_server();
     let dir = tempfile::tempdir().unwrap();
     let save = dir.path().join("results.json");
     let url = format!("http://{}/", s.addr);
-    let out = slolab(&[
+    let out = load(&[
         "--rate",
         "400",
         "-n",
@@ -188,9 +117,9 @@ fn json_summary_and_saved_results_for_the_open_model() {
 
 #[test]
 fn csv_output_streams_a_row_per_response() {
-    let s = server();
+    let s = http_server();
     let url = format!("http://{}/", s.addr);
-    let out = slolab(&["-n", "30", "-c", "3", "-o", "csv", &url]);
+    let out = load(&["-n", "30", "-c", "3", "-o", "csv", &url]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -205,9 +134,9 @@ fn csv_output_streams_a_row_per_response() {
 
 #[test]
 fn heys_single_dash_long_flags_work() {
-    let s = server();
+    let s = http_server();
     let url = format!("http://{}/fail", s.addr);
-    let out = slolab(&["-n", "12", "-c", "3", "-disable-keepalive", &url]);
+    let out = load(&["-n", "12", "-c", "3", "-disable-keepalive", &url]);
     assert!(
         out.status.success(),
         "{}",
@@ -221,11 +150,11 @@ fn heys_single_dash_long_flags_work() {
 
 #[test]
 fn sigint_prints_a_partial_summary_and_still_saves() {
-    let s = server();
+    let s = http_server();
     let dir = tempfile::tempdir().unwrap();
     let save = dir.path().join("partial.json");
     let url = format!("http://{}/", s.addr);
-    let child = Command::new(env!("CARGO_BIN_EXE_slolab"))
+    let child = slolab()
         .args([
             "load",
             "-z",
@@ -276,11 +205,11 @@ fn sigint_prints_a_partial_summary_and_still_saves() {
 
 #[test]
 fn heys_accept_host_and_cpus_flags_reach_the_wire_and_the_plan() {
-    let s = server();
+    let s = http_server();
     let dir = tempfile::tempdir().unwrap();
     let save = dir.path().join("r.json");
     let url = format!("http://{}/", s.addr);
-    let out = slolab(&[
+    let out = load(&[
         "-n",
         "6",
         "-c",
@@ -323,7 +252,7 @@ fn heys_accept_host_and_cpus_flags_reach_the_wire_and_the_plan() {
 #[test]
 fn an_unknown_one_dash_flag_is_named_not_read_as_help() {
     for bad in ["-hots", "-cpu", "-disable-keepalives"] {
-        let out = slolab(&[bad, "http://127.0.0.1:1/"]);
+        let out = load(&[bad, "http://127.0.0.1:1/"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
         assert!(
@@ -341,9 +270,9 @@ fn an_unknown_one_dash_flag_is_named_not_read_as_help() {
 
 #[test]
 fn track_header_counts_are_in_the_text_summary() {
-    let s = server();
+    let s = http_server();
     let url = format!("http://{}/cache", s.addr);
-    let out = slolab(&["-n", "10", "-c", "2", "--track-header", "X-Cache", &url]);
+    let out = load(&["-n", "10", "-c", "2", "--track-header", "X-Cache", &url]);
     assert!(
         out.status.success(),
         "{}",
@@ -356,7 +285,7 @@ fn track_header_counts_are_in_the_text_summary() {
     );
     // A header some responses lack: those are counted too.
     let url = format!("http://{}/", s.addr);
-    let out = slolab(&["-n", "4", "-c", "1", "--track-header", "X-Cache", &url]);
+    let out = load(&["-n", "4", "-c", "1", "--track-header", "X-Cache", &url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("Responses by X-Cache:\n  (no X-Cache)\t4 responses"),
@@ -367,10 +296,10 @@ fn track_header_counts_are_in_the_text_summary() {
 #[test]
 fn a_dead_target_and_https_to_plain_http_say_why() {
     let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let out = slolab(&["-n", "6", "-c", "2", &format!("http://{dead}/")]);
+    let out = load(&["-n", "6", "-c", "2", &format!("http://{dead}/")]);
     assert!(
         out.status.success(),
         "{}",
@@ -387,8 +316,8 @@ fn a_dead_target_and_https_to_plain_http_say_why() {
         "{line}"
     );
 
-    let s = server();
-    let out = slolab(&[
+    let s = http_server();
+    let out = load(&[
         "-n",
         "4",
         "-c",
@@ -407,14 +336,14 @@ fn a_dead_target_and_https_to_plain_http_say_why() {
             .contains("TLS handshake failed"),
         "{v}"
     );
-    let out = slolab(&["-n", "4", "-c", "2", &format!("https://{}/", s.addr)]);
+    let out = load(&["-n", "4", "-c", "2", &format!("https://{}/", s.addr)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("TLS handshake failed (tls_handshake)"),
         "{stdout}"
     );
     // A working target gets no hint.
-    let out = slolab(&["-n", "4", "-c", "2", &format!("http://{}/", s.addr)]);
+    let out = load(&["-n", "4", "-c", "2", &format!("http://{}/", s.addr)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()

@@ -8,40 +8,8 @@ use std::time::Duration;
 
 use chaos::{FaultProxy, Toxic};
 use loadgen::{BadPolicy, LoadPlan, Model, RequestTemplate, Stop};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// A tiny keep-alive HTTP/1.1 server on port 0 answering every request `200 ok`.
-async fn http_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    // GET requests without bodies: one per blank line.
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if s.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use crate::support::http_server;
 
 fn plan(addr: SocketAddr) -> LoadPlan {
     LoadPlan {
@@ -74,7 +42,7 @@ fn plan(addr: SocketAddr) -> LoadPlan {
 
 /// Run the plan through a proxy carrying `toxic` and return the outcome counts.
 async fn outcomes_with(toxic: Option<Toxic>) -> BTreeMap<String, u64> {
-    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), http_server().await)
+    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), http_server().addr)
         .await
         .unwrap();
     let refusing = matches!(toxic, Some(Toxic::Refuse));

@@ -3,19 +3,16 @@
 //! `slolab stack up|status|down`, the restart policy, no orphans after SIGKILL,
 //! fresh data per stack, and the binary's own messages (help, errors).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use target::stack::{
     pid_alive, CacheKind, DbKind, RestartPolicy, StackSpec, StackState, Supervisor,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_slolab");
-/// Generous: the test machine is shared; these bound a hang, they are not SLOs.
-const PATIENCE: Duration = Duration::from_secs(90);
+use crate::support::{get, header, slolab, wait_until, PATIENCE, SLOLAB};
 
 fn run_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -32,52 +29,6 @@ fn spec(run_dir: &Path) -> StackSpec {
     }
 }
 
-/// A blocking GET returning (status, headers lowercased, body).
-fn get(url: &str, path: &str) -> (u16, Vec<(String, String)>, String) {
-    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
-    let mut stream = TcpStream::connect(addr).expect("connect to the gateway");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a full response");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_redis_stack_comes_up_serves_and_leaves_no_process() {
     let dir = run_dir();
@@ -87,7 +38,7 @@ async fn postgres_redis_stack_comes_up_serves_and_leaves_no_process() {
         seed_tasks: 5,
         ..spec(dir.path())
     };
-    let stack = Supervisor::start(spec, PathBuf::from(BIN))
+    let stack = Supervisor::start(spec, PathBuf::from(SLOLAB))
         .await
         .expect("stack starts");
     let pids = stack.pids();
@@ -188,7 +139,7 @@ async fn restart_policy_brings_a_killed_instance_back_on_the_same_port() {
         },
         ..spec(dir.path())
     };
-    let stack = Supervisor::start(spec, PathBuf::from(BIN))
+    let stack = Supervisor::start(spec, PathBuf::from(SLOLAB))
         .await
         .expect("stack starts");
     let registry = stack.registry();
@@ -282,7 +233,7 @@ fn stack_up(dir: &Path, extra: &[&str]) -> (Up, String) {
 
 /// [`stack_up`] with environment variables (the components inherit them).
 fn stack_up_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Up, String) {
-    let mut child = Command::new(BIN)
+    let mut child = slolab()
         .args(["stack", "up", "--port", "0", "--run-dir"])
         .arg(dir)
         .args(extra)
@@ -321,7 +272,7 @@ fn embedded_default_stack_up_status_down() {
     assert!(state.log_dir.join("api-1.log").exists());
 
     // A second stack on the same run dir is refused, leaving the first alone.
-    let second = Command::new(BIN)
+    let second = slolab()
         .args(["stack", "up", "--port", "0", "--run-dir"])
         .arg(dir.path())
         .output()
@@ -330,7 +281,7 @@ fn embedded_default_stack_up_status_down() {
     let message = String::from_utf8_lossy(&second.stderr);
     assert!(message.contains("already running"), "{message}");
 
-    let status = Command::new(BIN)
+    let status = slolab()
         .args(["stack", "status", "--run-dir"])
         .arg(dir.path())
         .output()
@@ -342,7 +293,7 @@ fn embedded_default_stack_up_status_down() {
     }
     assert_eq!(table.matches("healthy").count(), 3, "{table}");
 
-    let down = Command::new(BIN)
+    let down = slolab()
         .args(["stack", "down", "--run-dir"])
         .arg(dir.path())
         .output()
@@ -391,7 +342,7 @@ async fn nginx_gateway_balances_over_the_instances_and_stops() {
         gateway: target::stack::GatewayKind::Nginx,
         ..spec(dir.path())
     };
-    let stack = Supervisor::start(spec, PathBuf::from(BIN))
+    let stack = Supervisor::start(spec, PathBuf::from(SLOLAB))
         .await
         .expect("stack starts");
     assert!(dir.path().join("nginx/nginx.conf").exists());
@@ -418,7 +369,7 @@ async fn nginx_gateway_balances_over_the_instances_and_stops() {
 }
 
 fn stack_down(dir: &Path) -> std::process::Output {
-    Command::new(BIN)
+    slolab()
         .args(["stack", "down", "--run-dir"])
         .arg(dir)
         .output()
@@ -446,7 +397,7 @@ async fn a_new_stack_starts_with_fresh_data_unless_asked_to_keep_it() {
         seed_tasks: 3,
         ..spec(dir.path())
     };
-    let stack = Supervisor::start(seeded, PathBuf::from(BIN))
+    let stack = Supervisor::start(seeded, PathBuf::from(SLOLAB))
         .await
         .expect("stack starts");
     let url = stack.url().to_string();
@@ -506,7 +457,7 @@ fn stack_down_in_a_dir_that_never_had_a_stack_succeeds() {
 
 #[test]
 fn help_lists_every_exit_code() {
-    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = slolab().arg("--help").output().unwrap();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
     let codes: Vec<&str> = text
@@ -523,11 +474,7 @@ fn help_lists_every_exit_code() {
 #[test]
 fn an_error_names_its_cause_once() {
     let dir = run_dir();
-    let out = Command::new(BIN)
-        .arg("report")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = slolab().arg("report").arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
