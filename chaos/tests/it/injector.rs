@@ -7,7 +7,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{wait_stopped, LocalComponents};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chaos::{
@@ -15,6 +14,8 @@ use chaos::{
 };
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+use crate::support::{wait_stopped, LocalComponents};
 
 fn request(fault: &str, target: &str) -> FaultRequest {
     FaultRequest {

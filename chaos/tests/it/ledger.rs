@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{sleeper, wait_stopped, LocalComponents};
 use chaos::ledger::{Ledger, ProcessId, Revert};
 use chaos::{FaultRequest, Injector, InjectorOptions};
+
+use crate::support::{sleeper, wait_stopped, LocalComponents};
 
 const CHILD_ENV: &str = "CHAOS_LEDGER_TEST_CHILD";
 

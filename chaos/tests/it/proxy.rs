@@ -6,11 +6,12 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::echo_server;
 use chaos::{Direction, FaultProxy, ProxyOptions, Toxic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{timeout, Instant};
+
+use crate::support::echo_server;
 
 async fn proxy_to(upstream: SocketAddr) -> FaultProxy {
     FaultProxy::start_with(

@@ -5,9 +5,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::support::*;
 use loadgen::results::{decode_histogram, Results};
 use loadgen::{Model, RequestTemplate, Stage, Stop};
+
+use crate::support::*;
 
 fn recorded(h: &hdrhistogram::Histogram<u64>) -> Vec<(u64, u64)> {
     h.iter_recorded()
