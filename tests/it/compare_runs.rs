@@ -3,95 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use crate::support::{http_server_with, slolab, Answers};
 
-use crate::support::slolab;
-
-/// A keep-alive HTTP/1.1 server that answers every request with 200 after
-/// `delay`, or with 500 for every `fail_every`-th request. Stops when dropped.
-struct Upstream {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Upstream {
-    fn start(delay: Duration, fail_every: Option<u64>) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}/tasks", listener.local_addr().unwrap());
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let served = Arc::new(AtomicU64::new(0));
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        accepted = listener.accept() => {
-                            let Ok((socket, _)) = accepted else { continue };
-                            let served = served.clone();
-                            tokio::spawn(serve(socket, delay, fail_every, served));
-                        }
-                    }
-                }
-            });
-        });
-        Self {
-            url,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.thread.take().map(|t| t.join());
-    }
-}
-
-async fn serve(
-    socket: tokio::net::TcpStream,
-    delay: Duration,
-    fail_every: Option<u64>,
-    served: Arc<AtomicU64>,
-) {
-    let (read, mut write) = socket.into_split();
-    let mut read = BufReader::new(read);
-    let mut line = String::new();
-    loop {
-        // Headers up to the blank line; the load is GET only, so no body.
-        loop {
-            line.clear();
-            match read.read_line(&mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" || line == "\n" => break,
-                Ok(_) => {}
-            }
-        }
-        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let status = match fail_every {
-            Some(k) if n % k == 0 => "500 Internal Server Error",
-            _ => "200 OK",
-        };
-        let response = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok");
-        if write.write_all(response.as_bytes()).await.is_err() {
-            return;
-        }
-    }
+/// A server on port 0 that answers after `delay`, with 500 to every
+/// `fail_every`-th request; its URL.
+fn upstream(delay: Duration, fail_every: Option<u64>) -> String {
+    let server = http_server_with(Answers { delay, fail_every });
+    format!("http://{}/tasks", server.addr)
 }
 
 /// A short open-model run: 2 s at 400 requests/s in 200 ms intervals.
@@ -153,7 +73,7 @@ fn assert_verdict(code: i32, stdout: &str, stderr: &str) {
 #[test]
 fn compare_reads_files_and_directories_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Upstream::start(Duration::ZERO, None);
+    let server = upstream(Duration::ZERO, None);
     let runs: Vec<PathBuf> = [
         "base/1/results.json",
         "head/1/results.json",
@@ -163,7 +83,7 @@ fn compare_reads_files_and_directories_in_every_format() {
     .iter()
     .map(|n| {
         let p = path(dir.path(), n);
-        load(&server.url, "20", &p);
+        load(&server, "20", &p);
         p
     })
     .collect();
@@ -204,11 +124,11 @@ fn compare_reads_files_and_directories_in_every_format() {
 #[test]
 fn a_20ms_delay_shows_as_a_slower_head_and_swapped_as_better() {
     let dir = tempfile::tempdir().unwrap();
-    let fast = Upstream::start(Duration::ZERO, None);
-    let slow = Upstream::start(Duration::from_millis(20), None);
+    let fast = upstream(Duration::ZERO, None);
+    let slow = upstream(Duration::from_millis(20), None);
     let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
-    load(&fast.url, "20", &base);
-    load(&slow.url, "20", &head);
+    load(&fast, "20", &base);
+    load(&slow, "20", &head);
 
     let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &[]));
     assert_verdict(code, &stdout, &stderr);
@@ -226,10 +146,10 @@ fn a_20ms_delay_shows_as_a_slower_head_and_swapped_as_better() {
 
 /// A base and a head run against one server, with these connection counts.
 fn same_server_runs(dir: &Path, base_conns: &str, head_conns: &str) -> (PathBuf, PathBuf) {
-    let server = Upstream::start(Duration::ZERO, None);
+    let server = upstream(Duration::ZERO, None);
     let (base, head) = (path(dir, "base.json"), path(dir, "head.json"));
-    load(&server.url, base_conns, &base);
-    load(&server.url, head_conns, &head);
+    load(&server, base_conns, &base);
+    load(&server, head_conns, &head);
     (base, head)
 }
 
@@ -294,11 +214,11 @@ fn an_intended_difference_is_declared_with_allow() {
 #[test]
 fn availability_falling_to_99_percent_is_a_regression() {
     let dir = tempfile::tempdir().unwrap();
-    let healthy = Upstream::start(Duration::ZERO, None);
-    let failing = Upstream::start(Duration::ZERO, Some(100));
+    let healthy = upstream(Duration::ZERO, None);
+    let failing = upstream(Duration::ZERO, Some(100));
     let (base, head) = (path(dir.path(), "base.json"), path(dir.path(), "head.json"));
-    load(&healthy.url, "20", &base);
-    load(&failing.url, "20", &head);
+    load(&healthy, "20", &base);
+    load(&failing, "20", &head);
 
     let (code, stdout, stderr) = code_and_text(&compare(&[&base, &head], &["--format", "json"]));
     assert_eq!(code, 4, "{stdout}\n{stderr}");

@@ -92,9 +92,23 @@ pub struct HttpServer {
     pub heads: Arc<Mutex<Vec<String>>>,
 }
 
+/// How [`http_server_with`] answers a request its path does not decide.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answers {
+    /// Waited before each answer.
+    pub delay: Duration,
+    /// Every `k`-th request (counted over all connections) gets a 500.
+    pub fail_every: Option<u64>,
+}
+
 /// A keep-alive HTTP/1.1 server on its own threads: answers every request with
 /// 200 "ok" (or 503 for paths starting /fail).
 pub fn http_server() -> HttpServer {
+    http_server_with(Answers::default())
+}
+
+/// [`http_server`], answering as `answers` says.
+pub fn http_server_with(answers: Answers) -> HttpServer {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
@@ -122,8 +136,13 @@ pub fn http_server() -> HttpServer {
                         h.lock().unwrap().push(head.to_ascii_lowercase());
                         let close = head.to_ascii_lowercase().contains("connection: close");
                         let n = r.fetch_add(1, Ordering::SeqCst);
+                        if !answers.delay.is_zero() {
+                            std::thread::sleep(answers.delay);
+                        }
                         let status = if head.starts_with("GET /fail") {
                             "503 Service Unavailable"
+                        } else if answers.fail_every.is_some_and(|k| (n + 1) % k == 0) {
+                            "500 Internal Server Error"
                         } else {
                             "200 OK"
                         };
