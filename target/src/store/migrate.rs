@@ -34,7 +34,7 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
 /// A migration's error as the caller sees it: transient ones stay retryable
 /// (503), anything else is a failed migration.
 pub(super) fn failed(e: sqlx::Error) -> StoreError {
-    match super::classify(e) {
+    match super::error::classify(e) {
         StoreError::Unavailable(m) => StoreError::Unavailable(m),
         other => StoreError::Migration(other.to_string()),
     }

@@ -1,5 +1,5 @@
 //! Test fixtures: results files built from constructed timelines, shared by the unit
-//! tests and (through `#[path]`) the `tests/report_*.rs` integration tests, so both
+//! tests and (through `#[path]`) the binary's `tests/it/report_cli.rs`, so both
 //! exercise the same synthetic experiment.
 
 #![allow(dead_code)]

@@ -1,0 +1,15 @@
+//! The `slolab` binary's integration tests, one binary (one link): the CLI's
+//! commands end to end (load, run, report, compare, stack, chaos) and profile
+//! checking, against real servers on port 0 and real stacks.
+
+mod chaos_outcomes;
+mod chaos_plan;
+mod chaos_stack;
+mod compare_runs;
+mod load_cli;
+mod profile_dry_run;
+mod profile_errors;
+mod report_cli;
+mod run_quickstart;
+mod stack_cli;
+mod support;
