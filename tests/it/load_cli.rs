@@ -354,11 +354,11 @@ fn a_dead_target_and_https_to_plain_http_say_why() {
 
 #[test]
 fn poisson_arrivals_are_saved_with_the_plan_and_keep_the_rate() {
-    let s = server();
+    let s = http_server();
     let dir = tempfile::tempdir().unwrap();
     let save = dir.path().join("results.json");
     let url = format!("http://{}/", s.addr);
-    let out = slolab(&[
+    let out = load(&[
         "--rate",
         "300",
         "-z",
@@ -398,7 +398,7 @@ fn poisson_arrivals_are_saved_with_the_plan_and_keep_the_rate() {
 
 #[test]
 fn arrivals_without_a_rate_or_unknown_exit_1() {
-    let out = slolab(&[
+    let out = load(&[
         "--arrivals",
         "poisson",
         "-n",
@@ -412,7 +412,7 @@ fn arrivals_without_a_rate_or_unknown_exit_1() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("give --rate or --stage"), "{stderr}");
     // clap names the values it takes.
-    let out = slolab(&[
+    let out = load(&[
         "--rate",
         "10",
         "--arrivals",

@@ -1,7 +1,8 @@
 //! The `slolab` binary's integration tests, one binary (one link): the CLI's
-//! commands end to end (load, run, report, compare, stack, chaos) and profile
+//! commands end to end (load, run, capacity, report, compare, stack, chaos) and profile
 //! checking, against real servers on port 0 and real stacks.
 
+mod capacity;
 mod chaos_outcomes;
 mod chaos_plan;
 mod chaos_stack;

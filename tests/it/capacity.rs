@@ -6,10 +6,11 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::support::slolab;
 
 /// How a test server answers.
 #[derive(Clone, Copy)]
@@ -157,7 +158,7 @@ struct Found {
 }
 
 fn capacity(dir: &Path, profile: &Path, args: &[&str]) -> Found {
-    let out = Command::new(env!("CARGO_BIN_EXE_slolab"))
+    let out = slolab()
         .arg("capacity")
         .arg(profile)
         .arg("--out")
@@ -254,11 +255,7 @@ fn the_interval_contains_a_known_capacity_within_ten_percent() {
 }
 
 fn compare(base: &Path, head: &Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slolab"))
-        .arg("compare")
-        .args([base, head])
-        .output()
-        .unwrap();
+    let out = slolab().arg("compare").args([base, head]).output().unwrap();
     (
         out.status.code(),
         format!(
@@ -281,7 +278,7 @@ fn ctrl_c_writes_the_probes_so_far_and_exits_130() {
         50,
         "[slo]\np95 = \"100ms\"\n[capacity]\nwarmup = \"500ms\"\nwindow = \"2s\"\ncooldown = \"100ms\"\n",
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_slolab"))
+    let child = slolab()
         .arg("capacity")
         .arg(&p)
         .arg("--out")
@@ -424,18 +421,14 @@ fn a_start_rate_that_fails_exits_3_and_bad_input_exits_1() {
             .replace("window = \"2s\"", "window = \"2s\"\ngrowth = 0.5"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_slolab"))
-        .args(["capacity"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = slolab().args(["capacity"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.toml:") && err.contains("capacity.growth"),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_slolab"))
+    let out = slolab()
         .args(["capacity"])
         .arg(&p)
         .args(["--instances", "1,2"])
