@@ -22,6 +22,7 @@ command -v python3 >/dev/null || { echo "bench-capacity: needs python3" >&2; exi
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -q
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/slolab
 
+mkdir -p "$(dirname "$OUT")"
 start=$(date +%s)
 # shellcheck disable=SC2086
 "$BIN" capacity "$PROFILE" --instances "$INSTANCES" --target-rate "$TARGET_RATE" \

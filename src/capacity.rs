@@ -83,9 +83,27 @@ pub struct CapacityArgs {
     /// With a fit: what this rate (`10M`) would take, by the model.
     #[arg(long, value_parser = rate)]
     pub target_rate: Option<f64>,
+    /// Fire the profile's [[chaos]] faults in every probe: those planned within
+    /// the window, at their offsets from the window's start (the recovery
+    /// objective then applies too). Capacity under faults, not only at rest.
+    #[arg(long)]
+    pub with_chaos: bool,
+    /// Start the stack afresh (its seed data, nothing else) before each probe, so
+    /// every probe meets the same state: `auto` does when the request mix writes
+    /// (otherwise the data grows across probes and later probes measure a
+    /// different system); `always`; `never` keeps one stack for the search.
+    #[arg(long, value_enum, default_value_t = Fresh::Auto)]
+    pub fresh: Fresh,
     /// Print the answer as JSON on stdout (the reports go to files only).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fresh {
+    Auto,
+    Always,
+    Never,
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -117,6 +135,9 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(2);
 /// A probe passes only if it achieved this share of the offered rate.
 pub const MIN_ACHIEVED: f64 = 0.97;
+/// How far ahead of now a probe's t = 0 is set, so the load's workers and the
+/// chaos task are both waiting when it comes.
+const CLOCK_LEAD: Duration = Duration::from_millis(50);
 /// Start rate for a profile without an open-model stage to take one from.
 const FALLBACK_START: f64 = 10.0;
 
@@ -131,6 +152,9 @@ struct Setup {
     /// The profile's arrival spacing (a closed profile's probes are uniform).
     arrivals: loadgen::Arrivals,
     target_rate: Option<f64>,
+    with_chaos: bool,
+    /// A fresh stack before each probe.
+    fresh: bool,
 }
 
 impl Setup {
@@ -220,10 +244,37 @@ impl Setup {
                  counts (e.g. --instances 1,2,4)"
             );
         }
+        if a.with_chaos {
+            match &exp.target {
+                Target::Url(_) => bail!(
+                    "--with-chaos needs a stack profile: faults cannot be injected into a `url` target"
+                ),
+                Target::Stack(_) if exp.chaos.faults.is_empty() => bail!(
+                    "--with-chaos: the profile has no [[chaos]] faults to fire"
+                ),
+                Target::Stack(_) => {}
+            }
+            let window = Duration::from_secs_f64(settings.window_s);
+            if !exp.chaos.faults.iter().any(|f| f.at < window) {
+                bail!(
+                    "--with-chaos: no fault of the profile is planned within the {} window \
+                     (offsets count from the window's start); lengthen --window",
+                    chaos::duration::format(window)
+                );
+            }
+        }
+        let fresh = match (a.fresh, &exp.target) {
+            (Fresh::Always, Target::Url(_)) => {
+                bail!("--fresh always needs a stack profile: a `url` target is not ours to restart")
+            }
+            (_, Target::Url(_)) | (Fresh::Never, _) => false,
+            (Fresh::Always, _) => true,
+            (Fresh::Auto, _) => write_share(&exp) > 0.0,
+        };
         let spec = exp
             .slo
             .as_ref()
-            .map(capacity::plateau_spec)
+            .map(|s| capacity::plateau_spec(s, a.with_chaos))
             .unwrap_or_default();
         Ok(Self {
             settings,
@@ -232,6 +283,8 @@ impl Setup {
             connections,
             arrivals,
             target_rate: a.target_rate,
+            with_chaos: a.with_chaos,
+            fresh,
             exp,
         })
     }
@@ -297,22 +350,14 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
             Some(n) => staging.join(format!("instances-{n}")),
             None => staging.clone(),
         };
-        let target = tokio::select! {
-            t = RunningTarget::start(&exp_n, &dir) => t?,
-            _ = interrupt.clone().wait() => break,
-        };
-        let endpoint = Endpoint {
-            base_url: target.url().to_string(),
-            token: target.token().map(str::to_string),
-        };
+        let mut subject = Subject::new(&exp_n, dir, setup.fresh);
+        let result = search_one(setup, &exp_n, n, &mut subject, &interrupt).await;
+        // Stopped whatever the search's outcome.
+        subject.stop().await;
         if target_info.is_null() {
-            let info = target.info();
-            target_info = serde_json::json!({ "url": info.url, "stack": info.stack });
+            target_info = subject.info.take().unwrap_or(serde_json::Value::Null);
         }
-        let result = search_one(setup, &exp_n, n, &endpoint, &interrupt).await;
-        if let Some(left) = target.stop().await {
-            logs.push((n, left));
-        }
+        logs.extend(subject.left.drain(..).map(|(sub, left)| (n, sub, left)));
         let (record, gen, m) = result?;
         if let Some(g) = gen {
             if generator
@@ -339,7 +384,7 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
         (Some(fit), Some(t)) => Some(Projection::plan(fit, t, generator.as_ref())),
         _ => None,
     };
-    let (commit, host) = meta.unwrap_or_else(|| (None, this_host()));
+    let (commit, host) = meta.unwrap_or_else(|| (None, loadgen::host()));
     let record = CapacityRecord {
         schema_version: capacity::SCHEMA_VERSION,
         kind: capacity::KIND.into(),
@@ -353,6 +398,8 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
         host,
         target: target_info,
         arrivals: setup.arrivals.to_string(),
+        with_chaos: setup.with_chaos,
+        fresh_target: setup.fresh,
         objectives: serde_json::to_value(&setup.spec).context("objectives as JSON")?,
         settings: setup.settings.clone(),
         searches,
@@ -371,11 +418,14 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
         commit.as_deref(),
     )?;
     write(&dir, &record)?;
-    for (n, left) in logs {
-        let into = match n {
+    for (n, sub, left) in logs {
+        let mut into = match n {
             Some(n) if setup.instances.len() > 1 => dir.join(format!("instances-{n}")),
             _ => dir.clone(),
         };
+        if let Some(sub) = sub {
+            into = into.join(sub);
+        }
         if let Err(e) = std::fs::create_dir_all(&into)
             .map_err(anyhow::Error::from)
             .and_then(|_| left.keep_in(&into))
@@ -396,23 +446,97 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
     Ok(exit_code(&record))
 }
 
+/// The target one search probes: started on the first probe, and again
+/// before every later one when the search wants a fresh stack each time.
+struct Subject<'a> {
+    exp: &'a Experiment,
+    dir: PathBuf,
+    fresh: bool,
+    /// The running target, and the load plan against it (its URL and token).
+    running: Option<(RunningTarget, loadgen::LoadPlan)>,
+    /// The first start's settings, for the record.
+    info: Option<serde_json::Value>,
+    /// What each stopped stack left (its logs), with the probe it served when fresh.
+    left: Vec<(Option<String>, crate::run::target::StackLeftovers)>,
+    /// The probe the running target was started for.
+    since: usize,
+}
+
+impl<'a> Subject<'a> {
+    fn new(exp: &'a Experiment, dir: PathBuf, fresh: bool) -> Self {
+        Self {
+            exp,
+            dir,
+            fresh,
+            running: None,
+            info: None,
+            left: Vec::new(),
+            since: 0,
+        }
+    }
+
+    /// The target for probe `index` and the load plan against it; `None`
+    /// when interrupted while it started.
+    async fn ready(
+        &mut self,
+        index: usize,
+        interrupt: &Interrupt,
+    ) -> anyhow::Result<Option<(&mut RunningTarget, loadgen::LoadPlan)>> {
+        if self.running.is_some() && self.fresh && self.since != index {
+            self.stop().await;
+        }
+        if self.running.is_none() {
+            let dir = if self.fresh {
+                self.dir.join(format!("probe-{index}"))
+            } else {
+                self.dir.clone()
+            };
+            let t = tokio::select! {
+                t = RunningTarget::start(self.exp, &dir) => t?,
+                _ = interrupt.clone().wait() => return Ok(None),
+            };
+            let endpoint = Endpoint {
+                base_url: t.url().to_string(),
+                token: t.token().map(str::to_string),
+            };
+            let plan = ExperimentPlan::build(self.exp, &endpoint).load;
+            if self.info.is_none() {
+                let info = t.info();
+                self.info = Some(serde_json::json!({ "url": info.url, "stack": info.stack }));
+            }
+            self.running = Some((t, plan));
+            self.since = index;
+        }
+        Ok(self.running.as_mut().map(|(t, plan)| (t, plan.clone())))
+    }
+
+    async fn stop(&mut self) {
+        if let Some((t, _)) = self.running.take() {
+            if let Some(left) = t.stop().await {
+                let sub = self.fresh.then(|| format!("probe-{}", self.since));
+                self.left.push((sub, left));
+            }
+        }
+    }
+}
+
 /// One search on a running target: probe until the search is done.
 async fn search_one(
     setup: &Setup,
     exp: &Experiment,
     instances: Option<u32>,
-    endpoint: &Endpoint,
+    subject: &mut Subject<'_>,
     interrupt: &Interrupt,
 ) -> anyhow::Result<(
     SearchRecord,
     Option<GeneratorRate>,
     Option<(Option<String>, loadgen::results::Host)>,
 )> {
-    let base = ExperimentPlan::build(exp, endpoint).load;
     let mut search = Search::new(setup.settings.clone());
     let mut probes: Vec<Probe> = Vec::new();
     let mut generator: Option<GeneratorRate> = None;
     let mut meta = None;
+    let mut sent = 0u64;
     let label = instances
         .map(|n| format!(" [{n} instance{}]", if n == 1 { "" } else { "s" }))
         .unwrap_or_default();
@@ -431,11 +555,15 @@ async fn search_one(
         eprintln!(
             "slolab capacity{label}: probe {index} ({}): {} for {} + {}",
             format!("{kind:?}").to_lowercase(),
-            rps(rate),
+            capacity::format_rps(rate),
             secs(s.warmup_s),
             secs(window_s)
         );
-        let mut plan = base.clone();
+        let Some((target, base)) = subject.ready(index, interrupt).await? else {
+            // Interrupted while the target was starting.
+            break Outcome::Interrupted;
+        };
+        let mut plan = base;
         let mut stages = Vec::new();
         if s.warmup_s > 0.0 {
             stages.push(Stage::steady(Duration::from_secs_f64(s.warmup_s), rate));
@@ -449,10 +577,25 @@ async fn search_one(
         // repeat across probes, or the target answers replays from its store.
         plan.seed = exp.seed.wrapping_add(1000 * index as u64);
         let cpu0 = process_cpu_s();
-        let results = loadgen::run(plan, interrupt.clone().wait(), None)
-            .await
-            .context("probe load")?;
+        // One clock: the probe's t = 0, and the window's start for its faults.
+        let origin = std::time::Instant::now() + CLOCK_LEAD;
+        if setup.with_chaos {
+            let window = Duration::from_secs_f64(window_s);
+            let mut faults = exp.chaos.clone();
+            faults.faults.retain(|f| f.at < window);
+            target.start_chaos_plan(origin + Duration::from_secs_f64(s.warmup_s), faults)?;
+        }
+        let results = loadgen::run_from(plan, origin, interrupt.clone().wait(), None).await;
+        // Reverted whatever the load's outcome.
+        let mut faults = target.finish_chaos().await;
+        let results = results.context("probe load")?;
         let cpu = (process_cpu_s() - cpu0).max(1e-6);
+        for f in &mut faults {
+            // From the window's clock onto the probe's timeline.
+            f.planned_s += s.warmup_s;
+            f.start_s += s.warmup_s;
+            f.end_s = f.end_s.map(|e| e + s.warmup_s);
+        }
         let probe = capacity::judge(
             &ProbeRun {
                 index,
@@ -463,6 +606,7 @@ async fn search_one(
                 window_s,
                 results: &results,
                 generator_cpu_s: cpu,
+                faults: &faults,
             },
             &setup.spec,
             s.min_achieved,
@@ -475,8 +619,8 @@ async fn search_one(
         };
         eprintln!(
             "slolab capacity{label}: probe {index}: {} — achieved {}, p95 {}, p99 {}{}",
-            capacity_word(verdict),
-            rps(probe.achieved_rps),
+            verdict.word(),
+            capacity::format_rps(probe.achieved_rps),
             ms(probe.p95_ms),
             ms(probe.p99_ms),
             probe
@@ -499,6 +643,7 @@ async fn search_one(
             }
         }
         meta = meta.or(Some((results.run.commit.clone(), results.run.host.clone())));
+        sent += results.totals.requests;
         search.record(rate, kind, verdict);
         probes.push(Probe { verdict, ..probe });
         if verdict != ProbeVerdict::Interrupted && !matches!(search.next(), Step::Done(_)) {
@@ -509,16 +654,36 @@ async fn search_one(
         }
     };
     let answer = Answer::of(&search, outcome, &probes);
+    let writes = (sent as f64 * write_share(exp)).round() as u64;
     eprintln!("slolab capacity{label}: {}", answer.summary);
     Ok((
         SearchRecord {
             instances,
+            writes,
             answer,
             probes,
         },
         generator,
         meta,
     ))
+}
+
+/// The share of the request mix (by weight) that writes: methods other than
+/// GET and HEAD.
+fn write_share(exp: &Experiment) -> f64 {
+    let total: u32 = exp.load.requests.iter().map(|r| r.weight).sum();
+    let writes: u32 = exp
+        .load
+        .requests
+        .iter()
+        .filter(|r| !matches!(r.method.as_str(), "GET" | "HEAD"))
+        .map(|r| r.weight)
+        .sum();
+    if total == 0 {
+        0.0
+    } else {
+        f64::from(writes) / f64::from(total)
+    }
 }
 
 /// The USL over the searches that found a capacity, when there are 2 or more.
@@ -616,32 +781,6 @@ fn process_cpu_s() -> f64 {
     let u = unsafe { u.assume_init() };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
-}
-
-fn this_host() -> loadgen::results::Host {
-    loadgen::results::Host {
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-        os: std::env::consts::OS.into(),
-        arch: std::env::consts::ARCH.into(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-    }
-}
-
-fn capacity_word(v: ProbeVerdict) -> &'static str {
-    match v {
-        ProbeVerdict::Pass => "pass",
-        ProbeVerdict::Fail => "FAIL",
-        ProbeVerdict::GeneratorBound => "generator-bound",
-        ProbeVerdict::Interrupted => "interrupted",
-    }
-}
-
-fn rps(r: f64) -> String {
-    format!("{r:.0} req/s")
 }
 
 fn ms(v: Option<f64>) -> String {

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 pub use engine::LATE_THRESHOLD;
+pub use meta::host;
 pub use outcome::Outcome;
 pub use plan::{Arrivals, BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop, Transport};
 pub use record::{is_bad, PhaseStat, Phases};

@@ -16,7 +16,7 @@ pub(crate) fn git_commit() -> Option<String> {
 }
 
 /// What the run ran on: results from different hosts are not comparable.
-pub(crate) fn host() -> Host {
+pub fn host() -> Host {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())

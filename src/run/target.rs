@@ -110,6 +110,20 @@ impl RunningTarget {
         &mut self,
         origin: std::time::Instant,
     ) -> anyhow::Result<mpsc::UnboundedReceiver<String>> {
+        let plan = match self {
+            Self::Stack(run) => run.plan.clone(),
+            Self::External { .. } => return Ok(mpsc::unbounded_channel().1),
+        };
+        self.start_chaos_plan(origin, plan)
+    }
+
+    /// [`RunningTarget::start_chaos`] with another plan than the experiment's
+    /// (a capacity probe fires the part of it that fits its window).
+    pub fn start_chaos_plan(
+        &mut self,
+        origin: std::time::Instant,
+        plan: Plan,
+    ) -> anyhow::Result<mpsc::UnboundedReceiver<String>> {
         let (notes, notes_rx) = mpsc::unbounded_channel();
         let Self::Stack(run) = self else {
             return Ok(notes_rx);
@@ -125,13 +139,7 @@ impl RunningTarget {
         )
         .context("starting the fault injector")?;
         let fired = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(fire(
-            run.plan.clone(),
-            injector.clone(),
-            origin,
-            fired.clone(),
-            notes,
-        ));
+        let task = tokio::spawn(fire(plan, injector.clone(), origin, fired.clone(), notes));
         run.chaos = Some(ChaosRun {
             _guard: injector.guard(),
             injector,

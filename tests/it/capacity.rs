@@ -323,12 +323,10 @@ fn ctrl_c_writes_the_probes_so_far_and_exits_130() {
     );
 }
 
-#[test]
-fn latency_past_a_known_rate_binds_on_the_latency_objective() {
-    let s = server(Behaviour::PastRate {
-        rate: 300,
-        fail: false,
-    });
+/// Searches a server that degrades past 300 req/s (slow, or failing fast) and
+/// returns the binding objective's name.
+fn binding_past_300(fail: bool) -> String {
+    let s = server(Behaviour::PastRate { rate: 300, fail });
     let dir = tempfile::tempdir().unwrap();
     let p = profile(
         dir.path(),
@@ -340,39 +338,21 @@ fn latency_past_a_known_rate_binds_on_the_latency_objective() {
     let f = capacity(dir.path(), &p, &[]);
     let a = search(&f);
     assert_eq!(a["outcome"], "found", "{}", f.stderr);
-    let binding = a["binding"]["name"].as_str().unwrap();
-    assert!(
-        binding.starts_with("p95 at "),
-        "binding {binding}\n{}",
-        f.stderr
-    );
     let hi = a["interval_rps"][1].as_f64().unwrap();
     assert!(hi <= 400.0 + 1e-9, "{}", f.stderr);
+    let binding = a["binding"]["name"].as_str().unwrap().to_string();
+    eprintln!("binding {binding}\n{}", f.stderr);
+    binding
+}
+
+#[test]
+fn latency_past_a_known_rate_binds_on_the_latency_objective() {
+    assert!(binding_past_300(false).starts_with("p95 at "));
 }
 
 #[test]
 fn errors_past_a_known_rate_bind_on_availability() {
-    let s = server(Behaviour::PastRate {
-        rate: 300,
-        fail: true,
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let p = profile(
-        dir.path(),
-        s.addr,
-        200,
-        "[slo]\navailability = \"99%\"\np95 = \"100ms\"\n\
-         [capacity]\nstart-rate = 100\nresolution = 0.3\nwarmup = \"1s\"\nwindow = \"2s\"\ncooldown = \"1200ms\"\n",
-    );
-    let f = capacity(dir.path(), &p, &[]);
-    let a = search(&f);
-    assert_eq!(a["outcome"], "found", "{}", f.stderr);
-    let binding = a["binding"]["name"].as_str().unwrap();
-    assert!(
-        binding.starts_with("availability at "),
-        "binding {binding}\n{}",
-        f.stderr
-    );
+    assert!(binding_past_300(true).starts_with("availability at "));
 }
 
 #[test]
@@ -436,4 +416,79 @@ fn a_start_rate_that_fails_exits_3_and_bad_input_exits_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--instances needs a stack profile"));
+}
+
+#[test]
+fn with_chaos_each_probe_fires_the_faults_in_its_window_and_is_judged_with_them() {
+    // The embedded stack (SQLite, builtin gateway), 300 ms on the wire to the
+    // gateway's API for 2 s of every window: p95 ≤ 100 ms holds at rest and
+    // breaks under the fault. A tenth of the mix writes, so each probe gets a
+    // fresh stack.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("chaos.toml");
+    std::fs::write(
+        &p,
+        "name = \"cap-chaos\"\n[stack]\ninstances = 1\n[load]\ninterval = \"500ms\"\n\
+         [[load.stage]]\nduration = \"60s\"\nrate = 20\n[[load.request]]\nweight = 9\npath = \"/api/v1/tasks\"\n\
+         [[load.request]]\nmethod = \"POST\"\npath = \"/api/v1/tasks\"\n\
+         headers = { Authorization = \"Bearer {token}\", Idempotency-Key = \"{uuid}\" }\n\
+         body = '{\"title\":\"t {seq}\",\"status\":\"todo\"}'\n\
+         [[chaos]]\nat = \"1s\"\nfor = \"2s\"\nfault = \"latency\"\ntarget = \"api-1\"\nlatency = \"300ms\"\n\
+         [[chaos]]\nat = \"30s\"\nfault = \"kill\"\ntarget = \"api-1\"\n\
+         [slo]\np95 = \"100ms\"\n\
+         [capacity]\nwarmup = \"500ms\"\nwindow = \"3s\"\ncooldown = \"200ms\"\nmax-rate = 40\n",
+    )
+    .unwrap();
+    let at_rest = capacity(dir.path(), &p, &[]);
+    assert_eq!(
+        search(&at_rest)["outcome"],
+        "above_max",
+        "{}",
+        at_rest.stderr
+    );
+    // The mix writes: every probe got a stack of its own (its logs kept apart).
+    let logs = |probe: usize| {
+        std::path::PathBuf::from(at_rest.json["dir"].as_str().unwrap())
+            .join(format!("probe-{probe}/stack/logs"))
+    };
+    assert!(logs(1).is_dir() && logs(2).is_dir(), "{}", at_rest.stderr);
+    assert_eq!(
+        at_rest.stderr.matches("stack up at").count(),
+        2,
+        "{}",
+        at_rest.stderr
+    );
+
+    let faulted = capacity(dir.path(), &p, &["--with-chaos"]);
+    assert_eq!(faulted.code, Some(3), "{}", faulted.stderr);
+    let a = search(&faulted);
+    assert_eq!(a["outcome"], "below_start", "{}", faulted.stderr);
+    assert!(a["binding"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("p95 at "));
+    let run = std::fs::read_dir(dir.path().join("out/cap-chaos"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("capacity.json").is_file())
+        .map(|p| {
+            serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(p.join("capacity.json")).unwrap(),
+            )
+            .unwrap()
+        })
+        .find(|r| r["with_chaos"] == true)
+        .expect("the --with-chaos search's record");
+    let faults = run["searches"][0]["probes"][0]["faults"]
+        .as_array()
+        .unwrap();
+    // Only the fault within the 3 s window fired, 1 s after the window began.
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0]["fault"], "latency");
+    let planned = faults[0]["planned_s"].as_f64().unwrap();
+    assert!((planned - 1.5).abs() < 1e-9, "planned at {planned}");
+    assert!(
+        faults[0]["end_s"].as_f64().is_some(),
+        "reverted: {faults:?}"
+    );
 }

@@ -2,6 +2,7 @@
 //! (log axis) with the SLO ceilings and the capacity interval shaded, achieved
 //! against offered throughput, errors, and the USL fit with its measured points.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::search::ProbeVerdict;
@@ -11,6 +12,7 @@ use crate::report::charts::{
     err, font, frame, key, svg, Key, BLUE, BOTTOM_AREA, GREEN, GREY, LEFT_AREA, MARGIN, ORANGE,
     PURPLE, RED, TEXT_PX,
 };
+use crate::slo::format_ms;
 
 /// A percentile line: its name, colour and where a probe keeps it.
 type Series = (&'static str, RGBColor, fn(&Probe) -> Option<f64>);
@@ -36,7 +38,7 @@ fn x_range(probes: &[&Probe]) -> (f64, f64) {
 
 /// Draws the capacity interval as a band behind the plot.
 fn band<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
-    c: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    c: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
     search: &SearchRecord,
     ylo: f64,
     yhi: f64,
@@ -57,6 +59,89 @@ fn interval_key(search: &SearchRecord) -> Option<Key> {
         .first_fail_rps
         .zip(search.answer.last_pass_rps)
         .map(|_| key("capacity interval (shaded)", INTERVAL, false))
+}
+
+/// The probe that speaks for each rate (the last one probed there: a
+/// confirmation over the probe it confirmed), for lines; every probe is a dot.
+fn by_rate<'a>(probes: &[&'a Probe]) -> Vec<&'a Probe> {
+    let mut last: Vec<&Probe> = Vec::new();
+    for p in probes {
+        match last.iter_mut().find(|q| q.offered_rps == p.offered_rps) {
+            Some(q) if q.index < p.index => *q = p,
+            Some(_) => {}
+            None => last.push(p),
+        }
+    }
+    last.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
+    last
+}
+
+/// Whole numbers on a rate or count axis.
+fn whole(v: &f64) -> String {
+    format!("{v:.0}")
+}
+
+/// One chart against offered rate: title, key, a linear y axis from 0 to
+/// `yhi`, the capacity interval shaded, then `draw` adds its series.
+fn rate_chart(
+    search: &SearchRecord,
+    title: &str,
+    mut keys: Vec<Key>,
+    y_desc: &str,
+    y_label: fn(&f64) -> String,
+    yhi: f64,
+    draw: impl FnOnce(
+        &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        f64,
+    ) -> Result<(), String>,
+) -> Result<String, String> {
+    let probes = judged(search);
+    let (xlo, xhi) = x_range(&probes);
+    keys.extend(interval_key(search));
+    svg(|root| {
+        let plot = frame(root, title, &keys, None)?;
+        let mut c = ChartBuilder::on(&plot)
+            .margin(MARGIN)
+            .x_label_area_size(BOTTOM_AREA)
+            .y_label_area_size(LEFT_AREA)
+            .build_cartesian_2d(xlo..xhi, 0.0..yhi)
+            .map_err(err)?;
+        c.configure_mesh()
+            .x_desc("offered rate (req/s)")
+            .y_desc(y_desc)
+            .x_label_formatter(&whole)
+            .y_label_formatter(&y_label)
+            .label_style(font(TEXT_PX))
+            .axis_desc_style(font(TEXT_PX))
+            .bold_line_style(GREY.mix(0.18))
+            .draw()
+            .map_err(err)?;
+        band(&mut c, search, 0.0, yhi)?;
+        draw(&mut c, xhi)
+    })
+}
+
+/// A series as dots at every probe and a line through each rate's last probe.
+fn dots_and_line<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
+    c: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
+    probes: &[&Probe],
+    colour: RGBColor,
+    value: impl Fn(&Probe) -> Option<f64>,
+) -> Result<(), String> {
+    let line: Vec<(f64, f64)> = by_rate(probes)
+        .into_iter()
+        .filter_map(|p| Some((p.offered_rps, value(p)?)))
+        .collect();
+    c.draw_series(LineSeries::new(line, colour.stroke_width(2)))
+        .map_err(err)?;
+    c.draw_series(
+        probes
+            .iter()
+            .filter_map(|p| Some((p.offered_rps, value(p)?)))
+            .map(|pt| Circle::new(pt, 4, colour.filled())),
+    )
+    .map_err(err)?;
+    Ok(())
 }
 
 pub fn latency_vs_rate(search: &SearchRecord, slo: &[(String, f64)]) -> Result<String, String> {
@@ -92,7 +177,7 @@ pub fn latency_vs_rate(search: &SearchRecord, slo: &[(String, f64)]) -> Result<S
             root,
             "Latency against offered rate (from the scheduled send)",
             &keys,
-            None,
+            Some("a dot per probe; the line joins each rate's last probe (a confirmation over the probe it confirmed)"),
         )?;
         let mut c = ChartBuilder::on(&plot)
             .margin(MARGIN)
@@ -103,6 +188,8 @@ pub fn latency_vs_rate(search: &SearchRecord, slo: &[(String, f64)]) -> Result<S
         c.configure_mesh()
             .x_desc("offered rate (req/s)")
             .y_desc("latency (ms, log)")
+            .x_label_formatter(&whole)
+            .y_label_formatter(&|v| format_ms(*v))
             .label_style(font(TEXT_PX))
             .axis_desc_style(font(TEXT_PX))
             .bold_line_style(GREY.mix(0.18))
@@ -119,17 +206,7 @@ pub fn latency_vs_rate(search: &SearchRecord, slo: &[(String, f64)]) -> Result<S
             .map_err(err)?;
         }
         for (_, colour, get) in &series {
-            let pts: Vec<(f64, f64)> = probes
-                .iter()
-                .filter_map(|p| Some((p.offered_rps, get(p)?.max(ylo))))
-                .collect();
-            c.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
-                .map_err(err)?;
-            c.draw_series(
-                pts.into_iter()
-                    .map(|pt| Circle::new(pt, 4, colour.filled())),
-            )
-            .map_err(err)?;
+            dots_and_line(&mut c, &probes, *colour, |p| get(p).map(|v| v.max(ylo)))?;
         }
         Ok(())
     })
@@ -137,87 +214,48 @@ pub fn latency_vs_rate(search: &SearchRecord, slo: &[(String, f64)]) -> Result<S
 
 pub fn throughput_vs_rate(search: &SearchRecord) -> Result<String, String> {
     let probes = judged(search);
-    let (xlo, xhi) = x_range(&probes);
+    let (_, xhi) = x_range(&probes);
     let yhi = probes.iter().map(|p| p.achieved_rps).fold(xhi, f64::max) * 1.05;
-    let mut keys = vec![
+    let keys = vec![
         key("achieved", BLUE, false),
         key("offered (held exactly)", GREY, true),
     ];
-    keys.extend(interval_key(search));
-    svg(|root| {
-        let plot = frame(root, "Achieved against offered throughput", &keys, None)?;
-        let mut c = ChartBuilder::on(&plot)
-            .margin(MARGIN)
-            .x_label_area_size(BOTTOM_AREA)
-            .y_label_area_size(LEFT_AREA)
-            .build_cartesian_2d(xlo..xhi, 0.0..yhi)
+    rate_chart(
+        search,
+        "Achieved against offered throughput",
+        keys,
+        "achieved (responses/s)",
+        whole,
+        yhi,
+        |c, xhi| {
+            c.draw_series(DashedLineSeries::new(
+                [(0.0, 0.0), (xhi, xhi)],
+                8,
+                5,
+                GREY.stroke_width(2),
+            ))
             .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("offered rate (req/s)")
-            .y_desc("achieved (responses/s)")
-            .label_style(font(TEXT_PX))
-            .axis_desc_style(font(TEXT_PX))
-            .bold_line_style(GREY.mix(0.18))
-            .draw()
-            .map_err(err)?;
-        band(&mut c, search, 0.0, yhi)?;
-        c.draw_series(DashedLineSeries::new(
-            [(0.0, 0.0), (xhi, xhi)],
-            8,
-            5,
-            GREY.stroke_width(2),
-        ))
-        .map_err(err)?;
-        let pts: Vec<(f64, f64)> = probes
-            .iter()
-            .map(|p| (p.offered_rps, p.achieved_rps))
-            .collect();
-        c.draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))
-            .map_err(err)?;
-        c.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 4, BLUE.filled())))
-            .map_err(err)?;
-        Ok(())
-    })
+            dots_and_line(c, &probes, BLUE, |p| Some(p.achieved_rps))
+        },
+    )
 }
 
 pub fn errors_vs_rate(search: &SearchRecord) -> Result<String, String> {
     let probes = judged(search);
-    let (xlo, xhi) = x_range(&probes);
     let pct = |p: &Probe| {
         let valid = p.good + p.bad;
-        if valid == 0 {
-            0.0
-        } else {
-            p.bad as f64 * 100.0 / valid as f64
-        }
+        (valid > 0).then(|| p.bad as f64 * 100.0 / valid as f64)
     };
-    let yhi = probes.iter().map(|p| pct(p)).fold(1.0, f64::max) * 1.15;
-    let mut keys = vec![key("bad responses (% of valid)", RED, false)];
-    keys.extend(interval_key(search));
-    svg(|root| {
-        let plot = frame(root, "Errors against offered rate", &keys, None)?;
-        let mut c = ChartBuilder::on(&plot)
-            .margin(MARGIN)
-            .x_label_area_size(BOTTOM_AREA)
-            .y_label_area_size(LEFT_AREA)
-            .build_cartesian_2d(xlo..xhi, 0.0..yhi)
-            .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("offered rate (req/s)")
-            .y_desc("bad (%)")
-            .label_style(font(TEXT_PX))
-            .axis_desc_style(font(TEXT_PX))
-            .bold_line_style(GREY.mix(0.18))
-            .draw()
-            .map_err(err)?;
-        band(&mut c, search, 0.0, yhi)?;
-        let pts: Vec<(f64, f64)> = probes.iter().map(|p| (p.offered_rps, pct(p))).collect();
-        c.draw_series(LineSeries::new(pts.clone(), RED.stroke_width(2)))
-            .map_err(err)?;
-        c.draw_series(pts.into_iter().map(|pt| Circle::new(pt, 4, RED.filled())))
-            .map_err(err)?;
-        Ok(())
-    })
+    let yhi = probes.iter().filter_map(|p| pct(p)).fold(1.0, f64::max) * 1.15;
+    rate_chart(
+        search,
+        "Errors against offered rate",
+        vec![key("bad responses (% of valid)", RED, false)],
+        "bad (%)",
+        |v| format!("{v:.1}"),
+        yhi,
+        |c, _| dots_and_line(c, &probes, RED, pct),
+    )
 }
 
 pub fn usl(fit: &UslFit) -> Result<String, String> {
@@ -259,6 +297,8 @@ pub fn usl(fit: &UslFit) -> Result<String, String> {
         c.configure_mesh()
             .x_desc("instances")
             .y_desc("capacity (req/s)")
+            .x_label_formatter(&whole)
+            .y_label_formatter(&whole)
             .label_style(font(TEXT_PX))
             .axis_desc_style(font(TEXT_PX))
             .bold_line_style(GREY.mix(0.18))

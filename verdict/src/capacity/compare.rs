@@ -194,6 +194,7 @@ mod tests {
     fn search(outcome: Outcome, lo: Option<f64>, hi: Option<f64>) -> SearchRecord {
         SearchRecord {
             instances: Some(2),
+            writes: 0,
             answer: Answer {
                 outcome,
                 last_pass_rps: lo,

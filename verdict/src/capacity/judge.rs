@@ -8,6 +8,7 @@ use loadgen::results::{decode_histogram, Interval, Results};
 use super::search::{ProbeKind, ProbeVerdict};
 use super::trend::{trend, Trend};
 use super::{Criterion, Probe};
+use crate::record::FaultRecord;
 use crate::slo::{self, format_ms, ObjectiveKind, SloError, SloSpec};
 
 /// A send this share of the window's schedule late (or more) means the generator
@@ -28,6 +29,8 @@ pub struct ProbeRun<'a> {
     pub results: &'a Results,
     /// CPU the generator's process used during the probe, seconds.
     pub generator_cpu_s: f64,
+    /// `--with-chaos`: the faults fired during the probe, on its timeline.
+    pub faults: &'a [FaultRecord],
 }
 
 /// Judges `run` against the plateau objectives `spec`.
@@ -46,7 +49,7 @@ pub fn judge(run: &ProbeRun<'_>, spec: &SloSpec, min_achieved: f64) -> Result<Pr
         .collect();
     let mut cut = r.clone();
     cut.timeline = window.clone();
-    let analysis = slo::analyze(&cut, spec, &[], &[])?;
+    let analysis = slo::analyze(&cut, spec, &[], run.faults)?;
     let w = &analysis.run;
 
     let covered: f64 = window.iter().map(|iv| iv.covered_s(r.run.duration_s)).sum();
@@ -149,6 +152,7 @@ pub fn judge(run: &ProbeRun<'_>, spec: &SloSpec, min_achieved: f64) -> Result<Pr
         reasons,
         failed,
         started_at: r.run.started_at.clone(),
+        faults: run.faults.to_vec(),
         timeline: window,
     })
 }
@@ -258,7 +262,8 @@ fn objective_criterion(o: &slo::ObjectiveResult) -> Criterion {
     }
 }
 
-pub(crate) fn rps(r: f64) -> String {
+/// A rate as the reports print it: whole req/s from 100 up.
+pub fn rps(r: f64) -> String {
     if r >= 100.0 {
         format!("{r:.0} req/s")
     } else {
@@ -268,8 +273,8 @@ pub(crate) fn rps(r: f64) -> String {
 
 /// The plateau's objectives: the run-level ones, with each `[[slo.stage]]`
 /// target folded in (the strictest per key), since a plateau at rate R is a
-/// stage the system must hold; recovery needs faults and does not apply.
-pub fn plateau_spec(spec: &SloSpec) -> SloSpec {
+/// stage the system must hold; `recovery` only when faults are injected.
+pub fn plateau_spec(spec: &SloSpec, with_faults: bool) -> SloSpec {
     let mut out = spec.clone();
     for st in &spec.stages {
         if let Some(a) = st.availability {
@@ -285,6 +290,8 @@ pub fn plateau_spec(spec: &SloSpec) -> SloSpec {
     out.latency
         .sort_by(|a, b| a.percentile.total_cmp(&b.percentile));
     out.stages.clear();
-    out.recovery = None;
+    if !with_faults {
+        out.recovery = None;
+    }
     out
 }

@@ -26,7 +26,7 @@ use std::path::Path;
 use loadgen::results::{Host, Interval};
 use serde::{Deserialize, Serialize};
 
-pub use judge::{judge, plateau_spec, ProbeRun};
+pub use judge::{judge, plateau_spec, rps as format_rps, ProbeRun};
 pub use plan::{parse_rate, GeneratorRate, Projection, GENERATOR_HEADROOM};
 pub use report::{html, markdown, text};
 pub use search::{Outcome, ProbeKind, ProbeVerdict, Search, SearchSettings, Step};
@@ -83,6 +83,14 @@ pub struct CapacityRecord {
     pub target: serde_json::Value,
     /// `uniform` or `poisson`.
     pub arrivals: String,
+    /// `--with-chaos`: each probe fired the profile's faults planned within its
+    /// window, offsets counted from the window's start.
+    #[serde(default)]
+    pub with_chaos: bool,
+    /// The stack was started afresh before each probe (its seed data only), so
+    /// every probe met the same state.
+    #[serde(default)]
+    pub fresh_target: bool,
     /// The objectives each plateau was judged by (the `[slo]` table's, with the
     /// strictest `[[slo.stage]]` targets folded in), as `[slo]` writes them.
     pub objectives: serde_json::Value,
@@ -111,6 +119,11 @@ pub struct CapacityRecord {
 pub struct SearchRecord {
     /// API instances behind the gateway (`None`: a `url` target).
     pub instances: Option<u32>,
+    /// Requests of the mix that write (not GET or HEAD) sent over the search,
+    /// estimated from the mix's weights: the data the later probes met grew by
+    /// this much, which a stateful target may answer more slowly.
+    #[serde(default)]
+    pub writes: u64,
     pub answer: Answer,
     pub probes: Vec<Probe>,
 }
@@ -180,6 +193,10 @@ pub struct Probe {
     pub reasons: Vec<String>,
     pub failed: Vec<Criterion>,
     pub started_at: String,
+    /// `--with-chaos`: the faults the probe fired, on its timeline (seconds
+    /// from the probe's start, warm-up included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::record::FaultRecord>,
     /// The window's intervals with their HDR histograms, so probes merge and
     /// re-analyse like any run's timeline.
     pub timeline: Vec<Interval>,
@@ -190,10 +207,12 @@ impl Answer {
     pub fn of(search: &Search, outcome: Outcome, probes: &[Probe]) -> Self {
         let lo = search.last_pass();
         let hi = search.first_fail();
-        // Binding: the worst criterion of the lowest-rate failure.
+        // Binding: the worst criterion of the lowest-rate failure the answer
+        // stands on (a confirmation that failed and then held does not).
         let binding = probes
             .iter()
             .filter(|p| p.verdict == ProbeVerdict::Fail)
+            .filter(|p| hi.map_or(true, |hi| p.offered_rps >= hi))
             .min_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
             .and_then(|p| {
                 p.failed

@@ -2,7 +2,6 @@
 //! show it. One list of blocks is built from the record and rendered three ways,
 //! so the three never disagree; only HTML draws the charts.
 
-use super::search::ProbeVerdict;
 use super::{charts, CapacityRecord, Probe, SearchRecord};
 use crate::report::html::{esc, strip_prolog, CSS};
 use crate::slo::format_ms;
@@ -35,6 +34,22 @@ fn blocks(rec: &CapacityRecord) -> Vec<Block> {
         s.min_achieved * 100.0,
         if rec.interrupted { "; INTERRUPTED" } else { "" }
     )));
+    if rec.fresh_target {
+        out.push(Block::Para(
+            "Each probe ran on a stack started afresh (its seed data only), so every probe met \
+             the same state: the request mix writes, and the data would otherwise grow across \
+             probes."
+                .into(),
+        ));
+    }
+    if rec.with_chaos {
+        out.push(Block::Para(
+            "With chaos: each probe fired the profile's faults planned within its window, at \
+             their offsets from the window's start (faults planned later were not fired); the \
+             recovery objective applies."
+                .into(),
+        ));
+    }
     out.push(Block::Para(format!(
         "Objectives per plateau: {}",
         objectives_line(&rec.objectives)
@@ -46,6 +61,14 @@ fn blocks(rec: &CapacityRecord) -> Vec<Block> {
         if let Some(k) = search.answer.knee_rps {
             notes.push(format!(
                 "p99 turns up most sharply near {k:.0} req/s (knee)"
+            ));
+        }
+        if search.writes > 0 && !rec.fresh_target {
+            notes.push(format!(
+                "the request mix writes: about {} writes were made over this search, so later \
+                 probes met more data than earlier ones (a confirmation that disagrees may be \
+                 this drift, not noise)",
+                search.writes
             ));
         }
         if search.answer.confirmation_disagreed {
@@ -179,7 +202,7 @@ fn probe_table(probes: &[Probe]) -> Block {
                 p.availability
                     .map(crate::slo::format_availability)
                     .unwrap_or_else(|| "—".into()),
-                verdict_word(p.verdict).into(),
+                p.verdict.word().into(),
                 p.reasons.join("; "),
             ]
         })
@@ -203,30 +226,36 @@ fn probe_table(probes: &[Probe]) -> Block {
     }
 }
 
-pub(crate) fn verdict_word(v: ProbeVerdict) -> &'static str {
-    match v {
-        ProbeVerdict::Pass => "pass",
-        ProbeVerdict::Fail => "FAIL",
-        ProbeVerdict::GeneratorBound => "generator-bound",
-        ProbeVerdict::Interrupted => "interrupted",
+/// The objectives a plateau is judged by, as `[slo]` writes them: availability
+/// and the latency ceilings (`bad` and `latency-of` qualify them, shown apart).
+fn objectives_line(v: &serde_json::Value) -> String {
+    let Some(m) = v.as_object() else {
+        return NO_OBJECTIVES.into();
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or(v.to_string());
+    let judged: Vec<String> = m
+        .iter()
+        .filter(|(k, _)| *k == "availability" || crate::slo::parse_percentile_key(k).is_some())
+        .map(|(k, v)| format!("{k} {}", text(v)))
+        .collect();
+    if judged.is_empty() {
+        return NO_OBJECTIVES.into();
     }
+    let mut line = judged.join(", ");
+    let of = m
+        .get("latency-of")
+        .map(text)
+        .unwrap_or_else(|| "good".into());
+    line.push_str(&format!(" (latency of {of} responses"));
+    if let Some(bad) = m.get("bad").and_then(|b| b.as_array()) {
+        let bad: Vec<String> = bad.iter().map(text).collect();
+        line.push_str(&format!("; bad: {}", bad.join(", ")));
+    }
+    line.push(')');
+    line
 }
 
-fn objectives_line(v: &serde_json::Value) -> String {
-    match v.as_object() {
-        Some(m) if !m.is_empty() => m
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k} {}",
-                    v.as_str().map(str::to_string).unwrap_or(v.to_string())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => "none (only the achieved rate and stationarity judge)".into(),
-    }
-}
+const NO_OBJECTIVES: &str = "none (only the achieved rate and stationarity judge)";
 
 fn secs(s: f64) -> String {
     chaos::duration::format(std::time::Duration::from_secs_f64(s))

@@ -38,6 +38,18 @@ pub enum ProbeVerdict {
     Interrupted,
 }
 
+impl ProbeVerdict {
+    /// The verdict as the reports and the progress lines print it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "FAIL",
+            Self::GeneratorBound => "generator-bound",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// How a search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

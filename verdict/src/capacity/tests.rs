@@ -45,6 +45,7 @@ fn run(results: &loadgen::Results, rate: f64) -> Probe {
             window_s: 10.0,
             results,
             generator_cpu_s: 1.0,
+            faults: &[],
         },
         &spec(),
         0.97,
@@ -131,7 +132,7 @@ fn plateau_objectives_take_the_strictest_stage_target() {
             .unwrap()
             .latency,
     });
-    let p = plateau_spec(&s);
+    let p = plateau_spec(&s, false);
     assert!(p.stages.is_empty());
     assert_eq!(p.availability, Some(0.999));
     let keys: Vec<(String, u128)> = p
@@ -182,7 +183,10 @@ fn the_answer_names_the_interval_the_binding_objective_and_the_knee() {
         s.record(rate, ProbeKind::Grow, v);
         probes.push(probe_at(rate, p99, v));
     }
-    s.record(400.0, ProbeKind::Confirm, ProbeVerdict::Pass);
+    // A confirmation that failed once and then held binds nothing.
+    s.record(400.0, ProbeKind::Confirm, ProbeVerdict::Fail);
+    probes.push(probe_at(400.0, 300.0, ProbeVerdict::Fail));
+    s.record(400.0, ProbeKind::Reprobe, ProbeVerdict::Pass);
     assert_eq!(s.next(), Step::Done(Outcome::Found));
     let a = Answer::of(&s, Outcome::Found, &probes);
     assert_eq!(
@@ -191,7 +195,7 @@ fn the_answer_names_the_interval_the_binding_objective_and_the_knee() {
     );
     let b = a.binding.as_ref().unwrap();
     assert_eq!(b.name, "p95 at 600 req/s", "the lowest failing rate binds");
-    assert_eq!(a.knee_rps, Some(400.0));
+    assert!(a.confirmation_disagreed);
     assert!(
         a.summary.contains("between 400 req/s and 600 req/s"),
         "{}",
@@ -219,6 +223,8 @@ fn record(searches: Vec<SearchRecord>) -> CapacityRecord {
         },
         target: serde_json::json!({"url": "http://127.0.0.1:1"}),
         arrivals: "uniform".into(),
+        with_chaos: false,
+        fresh_target: false,
         objectives: serde_json::to_value(spec()).unwrap(),
         settings: SearchSettings {
             start_rate: 100.0,
@@ -249,6 +255,7 @@ fn a_record_round_trips_and_renders_in_every_format() {
     ];
     let mut rec = record(vec![SearchRecord {
         instances: Some(1),
+        writes: 0,
         answer: Answer {
             outcome: Outcome::Found,
             last_pass_rps: Some(100.0),
@@ -294,4 +301,20 @@ fn a_results_file_is_not_a_capacity_file() {
         CapacityRecord::read(&path),
         Err(CapacityError::Kind { .. })
     ));
+}
+
+#[test]
+fn the_knee_is_where_p99_turns_up() {
+    let probes: Vec<Probe> = [
+        (100.0, 10.0),
+        (200.0, 11.0),
+        (400.0, 14.0),
+        (600.0, 150.0),
+        (800.0, 400.0),
+    ]
+    .iter()
+    .map(|&(r, p99)| probe_at(r, p99, ProbeVerdict::Pass))
+    .collect();
+    assert_eq!(knee(&probes), Some(400.0));
+    assert_eq!(knee(&probes[..2]), None, "two points have no knee");
 }
