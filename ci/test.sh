@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (PostgreSQL, Redis, nginx from
+# The test command: installs what the tests need (PostgreSQL, Redis, nginx, Chromium from
 # Debian when missing and we are root), then fmt, clippy and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The reports' browser check (capacity's report.html in headless Chromium).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "ci/test.sh: installing ${need[*]}" >&2

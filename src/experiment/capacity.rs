@@ -1,42 +1,12 @@
-//! `[capacity]`: how `slolab capacity` searches this profile, when the profile
-//! wants other than the defaults. Flags override each field.
+//! `[capacity]` checked: how `slolab capacity` searches this profile, when the
+//! profile wants other than the defaults. Flags override each field.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::locate::Located;
-use super::profile::{HumanDuration, ProfileError};
-
-/// `[capacity]` as written.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CapacitySection {
-    /// First rate probed, req/s.
-    #[serde(default)]
-    pub start_rate: Option<Spanned<f64>>,
-    /// The search never offers more, req/s.
-    #[serde(default)]
-    pub max_rate: Option<Spanned<f64>>,
-    /// Factor between rates while growing (> 1).
-    #[serde(default)]
-    pub growth: Option<Spanned<f64>>,
-    /// Bisection stops when the interval is this narrow, as a fraction (0.05).
-    #[serde(default)]
-    pub resolution: Option<Spanned<f64>>,
-    #[serde(default)]
-    pub warmup: Option<Spanned<HumanDuration>>,
-    #[serde(default)]
-    pub window: Option<Spanned<HumanDuration>>,
-    #[serde(default)]
-    pub confirm: Option<Spanned<HumanDuration>>,
-    #[serde(default)]
-    pub cooldown: Option<Spanned<HumanDuration>>,
-    /// Instance counts to search (stack profiles), for the scalability fit.
-    #[serde(default)]
-    pub instances: Option<Spanned<Vec<u32>>>,
-}
+use super::profile::{CapacitySection, HumanDuration, ProfileError};
 
 /// `[capacity]` checked: each field the profile set (the command applies its
 /// flags over them, then its defaults).

@@ -33,7 +33,7 @@ pub struct Profile {
     pub slo: Option<Spanned<SloSection>>,
     /// How `slolab capacity` searches this profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<super::capacity::CapacitySection>,
+    pub capacity: Option<CapacitySection>,
 }
 
 /// `[load]`: the model, its stages and the request mix.
@@ -117,6 +117,35 @@ pub struct RequestSpec {
     pub headers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub body: Option<String>,
+}
+
+/// `[capacity]` as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CapacitySection {
+    /// First rate probed, req/s.
+    #[serde(default)]
+    pub start_rate: Option<Spanned<f64>>,
+    /// The search never offers more, req/s.
+    #[serde(default)]
+    pub max_rate: Option<Spanned<f64>>,
+    /// Factor between rates while growing (> 1).
+    #[serde(default)]
+    pub growth: Option<Spanned<f64>>,
+    /// Bisection stops when the interval is this narrow, as a fraction (0.05).
+    #[serde(default)]
+    pub resolution: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub warmup: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub window: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub confirm: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub cooldown: Option<Spanned<HumanDuration>>,
+    /// Instance counts to search (stack profiles), for the scalability fit.
+    #[serde(default)]
+    pub instances: Option<Spanned<Vec<u32>>>,
 }
 
 /// The profile's `[stack]`: the supervisor's own spec, so the profile can say

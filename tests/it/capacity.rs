@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::process::Command;
+
 use crate::support::slolab;
 
 /// How a test server answers.
@@ -236,6 +238,7 @@ fn the_interval_contains_a_known_capacity_within_ten_percent() {
     }
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("<svg") && !html.contains("chart not drawn"));
+    assert_renders_in_chromium(&run.join("report.html"));
 
     // compare: the same search is the same; one whose interval fell below by
     // more than the resolution is a regression (exit 4).
@@ -252,6 +255,49 @@ fn the_interval_contains_a_known_capacity_within_ten_percent() {
     let worse = compare(&run, &fell);
     assert_eq!(worse.0, Some(4), "{}", worse.1);
     assert!(worse.1.contains("worse"), "{}", worse.1);
+}
+
+/// Opens the page in headless Chromium (no network, fresh profile) and checks
+/// the screenshot holds drawn charts: a page that failed to render, or whose
+/// SVGs were dropped, is a near-blank image a few kB in size.
+fn assert_renders_in_chromium(page: &Path) {
+    let browser = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .expect("chromium is required for the report's browser check (ci/test.sh installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("report.png");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1200,1800",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((w, h), (1200, 1800));
+    assert!(png.len() > 60_000, "a near-blank page: {} bytes", png.len());
 }
 
 fn compare(base: &Path, head: &Path) -> (Option<i32>, String) {
