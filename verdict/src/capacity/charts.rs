@@ -304,8 +304,11 @@ pub fn usl(fit: &UslFit) -> Result<String, String> {
             .bold_line_style(GREY.mix(0.18))
             .draw()
             .map_err(err)?;
+        // Ends where it leaves the plot (plotters would clamp the end point to
+        // the frame, bending the line).
+        let x_end = xhi.min(yhi / fit.lambda);
         c.draw_series(DashedLineSeries::new(
-            [(1.0, fit.lambda), (xhi, fit.lambda * xhi)],
+            [(1.0, fit.lambda), (x_end, fit.lambda * x_end)],
             8,
             5,
             GREY.stroke_width(2),

@@ -264,11 +264,19 @@ fn objective_criterion(o: &slo::ObjectiveResult) -> Criterion {
 
 /// A rate as the reports print it: whole req/s from 100 up.
 pub fn rps(r: f64) -> String {
-    if r >= 100.0 {
+    if r >= 1e6 {
+        format!("{} M req/s", trim(r / 1e6))
+    } else if r >= 100.0 {
         format!("{r:.0} req/s")
     } else {
         format!("{r:.1} req/s")
     }
+}
+
+/// Up to two decimals, without trailing zeros (10, 2.5, 1.25).
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// The plateau's objectives: the run-level ones, with each `[[slo.stage]]`

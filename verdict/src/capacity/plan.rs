@@ -89,6 +89,12 @@ impl Projection {
                     GENERATOR_HEADROOM * 100.0,
                     g.cores
                 ));
+                assumptions.push(format!(
+                    "σ and κ were measured with the instances, the data tier and the generator \
+                     sharing one machine of {} cores: they include that contention, which \
+                     instances on machines of their own would not have",
+                    g.cores
+                ));
                 (Some(cores.div_ceil(g.cores.max(1) as u64)), Some(cores))
             }
             _ => (None, None),
@@ -180,5 +186,10 @@ mod tests {
         assert_eq!(parse_rate("1.5e6"), Some(1.5e6));
         assert_eq!(parse_rate("0"), None);
         assert_eq!(parse_rate("lots"), None);
+        // And back, as the reports print them.
+        let rps = crate::capacity::format_rps;
+        assert_eq!(rps(10e6), "10 M req/s");
+        assert_eq!(rps(2.5e6), "2.5 M req/s");
+        assert_eq!(rps(1620.0), "1620 req/s");
     }
 }

@@ -90,6 +90,13 @@ impl UslFit {
             notes,
         };
         fit.r_squared = fit.r_squared_of(points);
+        if ns.len() == 3 {
+            fit.notes.push(
+                "three instance counts for three parameters: the curve passes through every \
+                 point, so R² = 1 says nothing about the model; a fourth count would test it"
+                    .into(),
+            );
+        }
         if kappa > 0.0 && sigma < 1.0 {
             let peak = ((1.0 - sigma) / kappa).sqrt().max(1.0);
             fit.peak_instances = Some(peak);
