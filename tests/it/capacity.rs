@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -139,7 +139,7 @@ fn respond(s: &mut TcpStream, status: u16) -> std::io::Result<()> {
 }
 
 /// A profile against `addr` with `extra` appended ([slo], [capacity], ...).
-fn profile(dir: &Path, addr: SocketAddr, connections: usize, extra: &str) -> std::path::PathBuf {
+fn profile(dir: &Path, addr: SocketAddr, connections: usize, extra: &str) -> PathBuf {
     let p = dir.join("cap.toml");
     std::fs::write(
         &p,
@@ -177,6 +177,31 @@ fn capacity(dir: &Path, profile: &Path, args: &[&str]) -> Found {
         json,
         stderr,
     }
+}
+
+/// A server that answers every request after `service_ms`, however many at once,
+/// and a profile against it (`connections` in flight, `extra` appended).
+fn fixed(service_ms: u64, connections: usize, extra: &str) -> (Server, tempfile::TempDir, PathBuf) {
+    let s = server(Behaviour::Fixed {
+        service: Duration::from_millis(service_ms),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = profile(dir.path(), s.addr, connections, extra);
+    (s, dir, p)
+}
+
+/// The search's directory under `DIR/out/cap`.
+fn search_dir(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir.join("out/cap"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("capacity-")
+        })
+        .expect("a capacity-* directory")
 }
 
 fn search(f: &Found) -> &serde_json::Value {
@@ -223,16 +248,7 @@ fn the_interval_contains_a_known_capacity_within_ten_percent() {
     let probes = a["probes"].as_array().unwrap();
     assert_eq!(probes.last().unwrap()["kind"], "confirm");
     // Files: the record, both reports.
-    let run = std::fs::read_dir(dir.path().join("out/cap"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("capacity-")
-        })
-        .expect("a capacity-* directory");
+    let run = search_dir(dir.path());
     for f in ["capacity.json", "report.md", "report.html"] {
         assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
     }
@@ -314,16 +330,7 @@ fn compare(base: &Path, head: &Path) -> (Option<i32>, String) {
 
 #[test]
 fn ctrl_c_writes_the_probes_so_far_and_exits_130() {
-    let s = server(Behaviour::Fixed {
-        service: Duration::from_millis(2),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let p = profile(
-        dir.path(),
-        s.addr,
-        50,
-        "[slo]\np95 = \"100ms\"\n[capacity]\nwarmup = \"500ms\"\nwindow = \"2s\"\ncooldown = \"100ms\"\n",
-    );
+    let (_server, dir, p) = fixed(2, 50, "[slo]\np95 = \"100ms\"\n[capacity]\nwarmup = \"500ms\"\nwindow = \"2s\"\ncooldown = \"100ms\"\n");
     let child = slolab()
         .arg("capacity")
         .arg(&p)
@@ -344,16 +351,7 @@ fn ctrl_c_writes_the_probes_so_far_and_exits_130() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let run = std::fs::read_dir(dir.path().join("out/cap"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("capacity-")
-        })
-        .expect("a capacity-* directory");
+    let run = search_dir(dir.path());
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("capacity.json")).unwrap()).unwrap();
     assert_eq!(rec["interrupted"], true);
@@ -425,13 +423,8 @@ fn a_connection_cap_that_limits_the_generator_is_generator_bound() {
 
 #[test]
 fn a_start_rate_that_fails_exits_3_and_bad_input_exits_1() {
-    let s = server(Behaviour::Fixed {
-        service: Duration::from_millis(30),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let p = profile(
-        dir.path(),
-        s.addr,
+    let (_server, dir, p) = fixed(
+        30,
         50,
         "[slo]\np95 = \"10ms\"\n[capacity]\nwarmup = \"500ms\"\nwindow = \"2s\"\n",
     );
