@@ -31,7 +31,7 @@ the achieved rate is at least 97 % of the offered one, every [slo] objective is 
 neither p99 nor the backlog rises across the window. The search grows the rate until a \
 probe fails, bisects to the resolution, then confirms the last pass on a longer plateau. \
 When the generator cannot keep its schedule while the target keeps up, the answer is \
-\"at least X, generator-bound\". Faults are not injected.
+\"at least X, generator-bound\". Faults are injected only with --with-chaos.
 
 Each setting may also be set in the profile's [capacity] table (start-rate, max-rate, \
 growth, resolution, warmup, window, confirm, cooldown, instances); flags win.
