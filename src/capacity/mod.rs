@@ -162,6 +162,7 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
     let mut meta: Option<(Option<String>, loadgen::results::Host)> = None;
     let mut target_info = serde_json::Value::Null;
     let mut logs = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
     for &n in &setup.instances {
         if interrupt.is_set() {
             break;
@@ -172,15 +173,14 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
             None => staging.clone(),
         };
         let mut subject = Subject::new(&exp_n, dir, setup.fresh);
-        let result = search_one(setup, &exp_n, n, &mut subject, &interrupt).await;
+        let searched = search_one(setup, &exp_n, n, &mut subject, &interrupt).await;
         // Stopped whatever the search's outcome.
         subject.stop().await;
         if target_info.is_null() {
             target_info = subject.info.take().unwrap_or(serde_json::Value::Null);
         }
         logs.extend(subject.left.drain(..).map(|(sub, left)| (n, sub, left)));
-        let (record, gen, m) = result?;
-        if let Some(g) = gen {
+        if let Some(g) = searched.generator {
             if generator
                 .as_ref()
                 .map_or(true, |best| g.rps_per_core > best.rps_per_core)
@@ -188,9 +188,13 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
                 generator = Some(g);
             }
         }
-        meta = meta.or(m);
-        let stop = record.answer.outcome == Outcome::Interrupted;
-        searches.push(record);
+        meta = meta.or(searched.meta);
+        let stop = searched.record.answer.outcome == Outcome::Interrupted;
+        searches.push(searched.record);
+        if searched.failure.is_some() {
+            failure = searched.failure;
+            break;
+        }
         if stop {
             break;
         }
@@ -264,6 +268,12 @@ async fn search_all(a: &CapacityArgs, setup: &Setup) -> anyhow::Result<ExitCode>
         print!("{}", capacity::text(&record));
     }
     eprintln!("slolab capacity: results in {}", dir.display());
+    if let Some(e) = failure {
+        return Err(e.context(format!(
+            "the search stopped early; the probes measured so far are in {}",
+            dir.display()
+        )));
+    }
     Ok(exit_code(&record))
 }
 

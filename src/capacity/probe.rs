@@ -95,6 +95,15 @@ impl<'a> Subject<'a> {
     }
 }
 
+/// What one search measured, and the error that stopped it early, if one did
+/// (the probes before it are kept: nothing measured is lost).
+pub(super) struct Searched {
+    pub record: SearchRecord,
+    pub generator: Option<GeneratorRate>,
+    pub meta: Option<(Option<String>, loadgen::results::Host)>,
+    pub failure: Option<anyhow::Error>,
+}
+
 /// One search on a running target: probe until the search is done.
 pub(super) async fn search_one(
     setup: &Setup,
@@ -102,11 +111,7 @@ pub(super) async fn search_one(
     instances: Option<u32>,
     subject: &mut Subject<'_>,
     interrupt: &Interrupt,
-) -> anyhow::Result<(
-    SearchRecord,
-    Option<GeneratorRate>,
-    Option<(Option<String>, loadgen::results::Host)>,
-)> {
+) -> Searched {
     let mut search = Search::new(setup.settings.clone());
     let mut probes: Vec<Probe> = Vec::new();
     let mut generator: Option<GeneratorRate> = None;
@@ -115,6 +120,19 @@ pub(super) async fn search_one(
     let label = instances
         .map(|n| format!(" [{n} instance{}]", if n == 1 { "" } else { "s" }))
         .unwrap_or_default();
+    let mut failure: Option<anyhow::Error> = None;
+    // An error ends the search as `Aborted`, keeping the probes before it.
+    macro_rules! or_abort {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => {
+                    failure = Some(e);
+                    break Outcome::Aborted;
+                }
+            }
+        };
+    }
     let outcome = loop {
         let (rate, kind) = match search.next() {
             Step::Done(outcome) => break outcome,
@@ -134,7 +152,7 @@ pub(super) async fn search_one(
             secs(s.warmup_s),
             secs(window_s)
         );
-        let Some((target, base)) = subject.ready(index, interrupt).await? else {
+        let Some((target, base)) = or_abort!(subject.ready(index, interrupt).await) else {
             // Interrupted while the target was starting.
             break Outcome::Interrupted;
         };
@@ -158,12 +176,12 @@ pub(super) async fn search_one(
             let window = Duration::from_secs_f64(window_s);
             let mut faults = exp.chaos.clone();
             faults.faults.retain(|f| f.at < window);
-            target.start_chaos_plan(origin + Duration::from_secs_f64(s.warmup_s), faults)?;
+            or_abort!(target.start_chaos_plan(origin + Duration::from_secs_f64(s.warmup_s), faults));
         }
         let results = loadgen::run_from(plan, origin, interrupt.clone().wait(), None).await;
         // Reverted whatever the load's outcome.
         let mut faults = target.finish_chaos().await;
-        let results = results.context("probe load")?;
+        let results = or_abort!(results.context("probe load"));
         let cpu = (process_cpu_s() - cpu0).max(1e-6);
         for f in &mut faults {
             // From the window's clock onto the probe's timeline.
@@ -171,7 +189,7 @@ pub(super) async fn search_one(
             f.start_s += s.warmup_s;
             f.end_s = f.end_s.map(|e| e + s.warmup_s);
         }
-        let probe = capacity::judge(
+        let probe = or_abort!(capacity::judge(
             &ProbeRun {
                 index,
                 kind,
@@ -186,7 +204,7 @@ pub(super) async fn search_one(
             &setup.spec,
             s.min_achieved,
         )
-        .context("judging the probe")?;
+        .context("judging the probe"));
         let verdict = if interrupt.is_set() {
             ProbeVerdict::Interrupted
         } else {
@@ -231,8 +249,8 @@ pub(super) async fn search_one(
     let answer = Answer::of(&search, outcome, &probes);
     let writes = (sent as f64 * write_share(exp)).round() as u64;
     eprintln!("slolab capacity{label}: {}", answer.summary);
-    Ok((
-        SearchRecord {
+    Searched {
+        record: SearchRecord {
             instances,
             writes,
             answer,
@@ -240,7 +258,8 @@ pub(super) async fn search_one(
         },
         generator,
         meta,
-    ))
+        failure,
+    }
 }
 
 /// CPU (user + system) this process has used, seconds: the generator's cost.

@@ -531,3 +531,40 @@ fn with_chaos_each_probe_fires_the_faults_in_its_window_and_is_judged_with_them(
         "reverted: {faults:?}"
     );
 }
+
+#[test]
+fn a_search_that_fails_mid_way_still_writes_its_record_and_exits_1() {
+    // The gateway's port is taken: the stack cannot start for the first probe.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cap.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"cap\"\n[stack]\ninstances = 1\nport = {port}\n[load]\ninterval = \"500ms\"\n\
+             [[load.stage]]\nduration = \"5s\"\nrate = 20\n[[load.request]]\npath = \"/health\"\n\
+             [slo]\np95 = \"100ms\"\n[capacity]\nwindow = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let out = slolab()
+        .arg("capacity")
+        .arg(&p)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the probes measured so far are in"),
+        "{stderr}"
+    );
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(search_dir(dir.path()).join("capacity.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["searches"][0]["answer"]["outcome"], "aborted");
+    drop(taken);
+}

@@ -73,6 +73,7 @@ fn interval(s: &SearchRecord) -> String {
         Outcome::GeneratorBound => format!("≥ {} req/s (generator-bound)", r(a.last_pass_rps)),
         Outcome::AboveMax => format!("≥ {} req/s (the maximum)", r(a.last_pass_rps)),
         Outcome::Interrupted => "interrupted".into(),
+        Outcome::Aborted => "aborted".into(),
     }
 }
 
@@ -94,11 +95,11 @@ fn row(b: &SearchRecord, h: &SearchRecord, resolution: f64) -> CapacityChange {
             Outcome::Found => Some((a.last_pass_rps?, a.first_fail_rps?)),
             Outcome::BelowStart => Some((0.0, a.first_fail_rps?)),
             Outcome::GeneratorBound | Outcome::AboveMax => Some((a.last_pass_rps?, f64::INFINITY)),
-            Outcome::Interrupted => None,
+            Outcome::Interrupted | Outcome::Aborted => None,
         }
     };
     let (Some((blo, bhi)), Some((hlo, hhi))) = (bounds(b), bounds(h)) else {
-        out.why = "an interrupted search has no answer".into();
+        out.why = "an interrupted or aborted search has no answer".into();
         return out;
     };
     if let (Some(bc), Some(hc)) = (ba.capacity_rps(), ha.capacity_rps()) {

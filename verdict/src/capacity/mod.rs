@@ -257,6 +257,12 @@ impl Answer {
                 "at least {}: every rate up to the search's maximum met the SLOs",
                 r(lo)
             ),
+            Outcome::Aborted => format!(
+                "aborted: slolab failed during the search; no capacity concluded (last pass {}, \
+                 first fail {})",
+                r(lo),
+                r(hi)
+            ),
             Outcome::Interrupted => format!(
                 "interrupted: no capacity concluded (last pass {}, first fail {})",
                 r(lo),
@@ -278,7 +284,7 @@ impl Answer {
     pub fn capacity_rps(&self) -> Option<f64> {
         match self.outcome {
             Outcome::Found | Outcome::AboveMax | Outcome::GeneratorBound => self.last_pass_rps,
-            Outcome::BelowStart | Outcome::Interrupted => None,
+            Outcome::BelowStart | Outcome::Interrupted | Outcome::Aborted => None,
         }
     }
 }

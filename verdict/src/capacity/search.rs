@@ -64,6 +64,9 @@ pub enum Outcome {
     AboveMax,
     /// Ctrl-C: what was measured so far.
     Interrupted,
+    /// slolab itself failed mid-search (the stack would not start, say): what
+    /// was measured so far, no answer.
+    Aborted,
 }
 
 /// The search's tunables, resolved from flags, the profile and the defaults.
