@@ -11,6 +11,7 @@ mod cli;
 mod compare_cmd;
 mod exit;
 mod experiment;
+mod k8s;
 mod load;
 mod progress;
 mod report_cmd;
