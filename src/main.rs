@@ -8,6 +8,7 @@ use clap::Parser;
 mod capacity;
 mod chaos_cmd;
 mod cli;
+mod collect;
 mod compare_cmd;
 mod exit;
 mod experiment;
