@@ -143,6 +143,53 @@ mod tests {
         assert_eq!(b.delay(100), b.max);
     }
 
+    /// A collector on port 0 answering the first `failures` POSTs with
+    /// `status`, then 201; returns its URL and the count of POSTs it got.
+    async fn collector(
+        failures: usize,
+        status: StatusCode,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let app = axum::Router::new().route(
+            "/shards/{index}",
+            axum::routing::post(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < failures {
+                        (status, "not now")
+                    } else {
+                        (StatusCode::CREATED, "stored")
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/shards", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    const QUICK: Backoff = Backoff {
+        first: Duration::from_millis(1),
+        max: Duration::from_millis(2),
+        attempts: 3,
+    };
+
+    #[tokio::test]
+    async fn a_busy_collector_is_retried_and_a_refusal_is_final() {
+        use std::sync::atomic::Ordering;
+        let (url, seen) = collector(2, StatusCode::SERVICE_UNAVAILABLE).await;
+        post(&url, 1, b"{}".to_vec(), QUICK).await.unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+
+        let (url, seen) = collector(5, StatusCode::NOT_FOUND).await;
+        let err = post(&url, 7, b"{}".to_vec(), QUICK).await.unwrap_err();
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "a 404 was retried");
+        assert!(err.to_string().contains("404 Not Found not now"), "{err}");
+    }
+
     #[tokio::test]
     async fn a_collector_that_never_answers_is_given_up_on() {
         // A port that was free a moment ago: connections are refused.
@@ -151,16 +198,11 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let quick = Backoff {
-            first: Duration::from_millis(1),
-            max: Duration::from_millis(2),
-            attempts: 3,
-        };
         let err = post(
             &format!("http://127.0.0.1:{port}/shards"),
             0,
             b"{}".to_vec(),
-            quick,
+            QUICK,
         )
         .await
         .unwrap_err()
