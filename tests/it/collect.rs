@@ -40,7 +40,11 @@ struct Collector {
 
 impl Collector {
     fn start(shards: u32, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), shards, extra)
+    }
+
+    /// A collector on `dir` (its `out/` may hold shards of an earlier one).
+    fn start_in(dir: tempfile::TempDir, shards: u32, extra: &[&str]) -> Self {
         let script = dir.path().join("merge-stand-in");
         std::fs::write(&script, STAND_IN).unwrap();
         use std::os::unix::fs::PermissionsExt as _;
@@ -255,4 +259,18 @@ fn a_run_posts_its_results_to_the_collector() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("results posted to"), "{stderr}");
     wait_until("the merge", || c.status()["merged"] == true);
+}
+
+/// A collector restarted on the same directory (its pod's emptyDir survives a
+/// container restart) picks up the shards already there and merges.
+#[test]
+fn a_restarted_collector_keeps_the_shards_it_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = shard_results(dir.path(), "a.json", 20);
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    std::fs::write(dir.path().join("out/shard-0.json"), &a).unwrap();
+    let c = Collector::start_in(dir, 1, &[]);
+    wait_until("the merge", || c.status()["merged"] == true);
+    assert_eq!(c.status()["received"], serde_json::json!([0]));
+    assert_eq!(get(&c.url, "/results.json").2.as_bytes(), a.as_slice());
 }
