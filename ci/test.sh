@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (PostgreSQL, Redis, nginx, Chromium from
-# Debian when missing and we are root), then fmt, clippy and the whole test suite.
+# Debian when missing and we are root), then fmt, clippy, the whole test suite and
+# the Kubernetes manifests against the API schemas (ci/validate-k8s.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,4 @@ cargo test --workspace --locked
 # rebuilds; the other crates' `it` binaries run too, with every test filtered out.)
 LOADGEN_TEST_IO=uring cargo test --workspace --locked --test it -- engine:: tls::
 LOADGEN_TEST_IO=epoll cargo test --workspace --locked --test it -- engine:: tls::
+bash ci/validate-k8s.sh

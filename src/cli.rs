@@ -41,6 +41,10 @@ pub enum Command {
     Stack(crate::stack::StackArgs),
     /// Inject and revert faults in a running stack.
     Chaos(crate::chaos_cmd::ChaosArgs),
+    /// Receive shards' results, merge them when all arrived, serve the report.
+    Collect(crate::collect::CollectArgs),
+    /// Kubernetes: render the manifests of a sharded run.
+    K8s(crate::k8s::K8sArgs),
     /// Run one component of the stack (used by the supervisor).
     #[command(hide = true)]
     Serve(crate::serve::ServeArgs),
@@ -55,6 +59,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(a) => crate::compare_cmd::main(a),
         Command::Stack(a) => crate::stack::main(a),
         Command::Chaos(a) => crate::chaos_cmd::main(a),
+        Command::Collect(a) => crate::collect::main(a),
+        Command::K8s(a) => crate::k8s::main(a),
         Command::Serve(a) => crate::serve::main(a),
     }
 }

@@ -326,8 +326,15 @@ impl Results {
             path: p.clone(),
             source,
         })?;
+        Self::from_json(&p, text.as_bytes())
+    }
+
+    /// Parses a results file received rather than read (`slolab collect`);
+    /// `name` stands for its path in errors.
+    pub fn from_json(name: &str, bytes: &[u8]) -> Result<Self, ResultsError> {
+        let p = name.to_string();
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| ResultsError::Parse {
+            serde_json::from_slice(bytes).map_err(|source| ResultsError::Parse {
                 path: p.clone(),
                 source,
             })?;

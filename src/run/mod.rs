@@ -32,6 +32,11 @@ pub struct RunArgs {
     /// Validate and print the full plan; start nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// After writing results.json, POST it to URL/{index} (`slolab collect`),
+    /// retrying for about 1.5 min; the index is the Indexed Job's
+    /// (JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "URL")]
+    pub post_results: Option<String>,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -40,7 +45,15 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", dry_run(&exp)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // Resolved before the run: a shard without its index fails at once.
+    let post = match &args.post_results {
+        Some(url) => Some((url, crate::collect::post::shard_index()?)),
+        None => None,
+    };
     let outcome = execute::execute(&exp, &args.out)?;
+    if let Some((url, index)) = post {
+        crate::collect::post::post_file(url, index, &outcome.dir.join("results.json"))?;
+    }
     Ok(outcome.exit_code())
 }
 

@@ -1,5 +1,5 @@
 //! What the binary's tests share: the `slolab` binary to run, a bounded wait, a
-//! blocking GET for a stack's URL, and a keep-alive HTTP server on port 0 that
+//! blocking GET (and POST) for a stack's URL, and a keep-alive HTTP server on port 0 that
 //! counts what it is sent.
 
 use std::io::{Read, Write};
@@ -47,13 +47,30 @@ pub fn get(url: &str, path: &str) -> Reply {
 
 /// [`get`], or why it failed (while a stack comes back, say).
 pub fn try_get(url: &str, path: &str) -> std::io::Result<Reply> {
+    try_request("GET", url, path, None)
+}
+
+/// A blocking `POST {url}{path}` of `body` on a fresh connection.
+pub fn post(url: &str, path: &str, body: &[u8]) -> Reply {
+    try_request("POST", url, path, Some(body)).unwrap_or_else(|e| panic!("POST {url}{path}: {e}"))
+}
+
+/// One request on a fresh connection (`Connection: close`), its whole reply.
+fn try_request(method: &str, url: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Reply> {
     let addr = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let length = body.map_or(String::new(), |b| {
+        format!("Content-Length: {}\r\n", b.len())
+    });
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{length}Connection: close\r\n\r\n"
     )?;
+    if let Some(body) = body {
+        // A server refusing a large body may close before reading it all.
+        let _ = stream.write_all(body);
+    }
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
     let bad = |what: &str| {
