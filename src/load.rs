@@ -441,6 +441,7 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
             proxy: args.proxy.clone(),
             http2: args.http2,
         },
+        shard: None,
     };
     loadgen::validate(&plan)?;
     Ok(plan)
@@ -489,7 +490,7 @@ async fn drive(plan: LoadPlan, args: &LoadArgs) -> anyhow::Result<loadgen::Resul
             }
             out.flush()
         });
-        let results = loadgen::run_with_rows(plan, shutdown, progress_tx, tx).await?;
+        let results = loadgen::run_with_rows(plan, None, shutdown, progress_tx, tx).await?;
         writer.await.context("the CSV writer stopped")??;
         results
     } else {
