@@ -12,10 +12,12 @@ mod compare_cmd;
 mod exit;
 mod experiment;
 mod load;
+mod merge_cmd;
 mod progress;
 mod report_cmd;
 mod run;
 mod serve;
+mod shard;
 mod shutdown;
 mod stack;
 

@@ -15,7 +15,12 @@ use crate::experiment::{Experiment, StackTarget, Target};
 #[command(after_help = "\
 Exit codes: 0 every SLO met, 3 an SLO was not met, 1 bad profile or slolab failed.
 Ctrl-C reverts every fault, stops the stack, writes what was measured (marked
-interrupted) and exits 130.")]
+interrupted) and exits 130.
+
+Sharded (--shard I/N or --shards N, with --start-at): the profile's target must be
+a url. The shard's warm-up (if any) runs from start-at minus the warm-up, its
+measured load from start-at; it writes its results without an SLO verdict and
+exits 0 whatever its latencies: `slolab merge` of all N shards judges the SLOs.")]
 pub struct RunArgs {
     /// The experiment profile (TOML); see profiles/ for examples.
     pub profile: PathBuf,
@@ -32,6 +37,8 @@ pub struct RunArgs {
     /// Validate and print the full plan; start nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub sharding: crate::shard::ShardArgs,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -40,7 +47,26 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", dry_run(&exp)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = execute::execute(&exp, &args.out)?;
+    let sharding = match &exp.target {
+        Target::Url(url) => args.sharding.resolve(url)?,
+        Target::Stack(_) => {
+            if let Some(s) = args.sharding.resolve("http://127.0.0.1/")? {
+                anyhow::bail!(
+                    "shard {}: a sharded run drives one target from several generators, so the                      profile's target must be a url (each shard would start a stack of its own)",
+                    s.shard
+                );
+            }
+            None
+        }
+    };
+    let outcome = execute::execute(&exp, &args.out, sharding.as_ref())?;
+    if let (Some(s), false) = (&sharding, outcome.interrupted) {
+        println!(
+            "shard {} done; merge the shards for the SLO verdict (slolab merge)",
+            s.shard
+        );
+        return Ok(crate::exit::SUCCESS);
+    }
     Ok(outcome.exit_code())
 }
 
