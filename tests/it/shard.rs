@@ -190,32 +190,35 @@ fn shards_of_different_runs_are_refused() {
     assert!(!dir.path().join("m.json").exists());
 }
 
+/// `slolab load` of a small open-model shard with `args`, saving to `save`,
+/// which must refuse (exit 1); its stderr.
+fn refused(url: &str, save: &str, args: &[&str]) -> String {
+    let out = slolab()
+        .args(["load", "--rate", "10", "-z", "1s", "--save", save])
+        .args(args)
+        .arg(url)
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!Path::new(save).exists(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_shard_refuses_a_past_start_a_skewed_clock_and_a_missing_index() {
     let dir = tempfile::tempdir().unwrap();
     let save = dir.path().join("s.json");
     let save = save.to_str().unwrap();
-
     let server = http_server();
     let url = format!("http://{}/", server.addr);
-    let out = run_slolab(&[
-        "load",
-        "--rate",
-        "10",
-        "-z",
-        "1s",
-        "--shard",
-        "0/2",
-        "--start-at",
-        "2020-01-01T00:00:00Z",
-        "--save",
-        save,
-        &url,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let sent = || server.requests.load(std::sync::atomic::Ordering::SeqCst);
+
+    let past = ["--shard", "0/2", "--start-at", "2020-01-01T00:00:00Z"];
+    let stderr = refused(&url, save, &past);
     assert!(stderr.contains("is in the past"), "{stderr}");
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(sent(), 0);
 
     // A reference whose clock is 10 s ahead.
     let skewed = http_server_with(Answers {
@@ -224,39 +227,22 @@ fn a_shard_refuses_a_past_start_a_skewed_clock_and_a_missing_index() {
     });
     let reference = format!("http://{}/", skewed.addr);
     let start = start_in(4);
-    let out = run_slolab(&[
-        "load",
-        "--rate",
-        "10",
-        "-z",
-        "1s",
+    let skew = [
         "--shard",
         "0/2",
         "--start-at",
         &start,
         "--clock-ref",
         &reference,
-        "--save",
-        save,
-        &url,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    ];
+    let stderr = refused(&url, save, &skew);
     assert!(stderr.contains("beyond --max-skew 1s"), "{stderr}");
     assert!(stderr.contains("behind the clock of"), "{stderr}");
     assert!(stderr.contains(&reference), "{stderr}");
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert!(!Path::new(save).exists());
+    assert_eq!(sent(), 0);
 
     // --shards N without the Indexed Job's variable.
-    let out = slolab()
-        .args(["load", "--rate", "10", "-z", "1s", "--shards", "3"])
-        .args(["--start-at", &start_in(30), "--save", save, &url])
-        .env_remove("JOB_COMPLETION_INDEX")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused(&url, save, &["--shards", "3", "--start-at", &start_in(30)]);
     assert!(stderr.contains("JOB_COMPLETION_INDEX"), "{stderr}");
 }
 
