@@ -1,5 +1,6 @@
 //! Sharded runs end to end: `slolab load --shard I/N --start-at T` processes
-//! against one real server, then `slolab merge`; and what a shard refuses (a
+//! against one real server (and, as root, on hosts of their own: network
+//! namespaces on a bridge), then `slolab merge`; and what a shard refuses (a
 //! start in the past, a skewed clock, a missing index variable).
 
 use std::collections::BTreeSet;
@@ -332,4 +333,169 @@ fn run_shards_have_no_verdict_and_their_merge_is_judged() {
         .unwrap()
         .unwrap();
     assert!(section.analysis().unwrap().unwrap().met);
+}
+
+/// Network namespaces for a multi-host run on one machine: each host its own
+/// namespace and address, joined by veth pairs to a bridge. Removed on drop,
+/// whatever the test did.
+struct Hosts {
+    bridge: String,
+    namespaces: Vec<String>,
+    subnet: String,
+    children: Vec<Child>,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Hosts {
+    /// `n` namespaces on a bridge; host `i` has the address `subnet.(10 + i)`
+    /// and this machine `subnet.1`.
+    fn new(n: usize) -> Result<Self, String> {
+        let tag = format!("sl{}", std::process::id() % 100_000);
+        let subnet = format!("10.231.{}", std::process::id() % 250);
+        let mut hosts = Hosts {
+            bridge: format!("{tag}br"),
+            namespaces: Vec::new(),
+            subnet,
+            children: Vec::new(),
+        };
+        ip(&["link", "add", &hosts.bridge, "type", "bridge"])?;
+        let gateway = format!("{}.1/24", hosts.subnet);
+        ip(&["addr", "add", &gateway, "dev", &hosts.bridge])?;
+        ip(&["link", "set", &hosts.bridge, "up"])?;
+        for i in 0..n {
+            let ns = format!("{tag}n{i}");
+            ip(&["netns", "add", &ns])?;
+            hosts.namespaces.push(ns.clone());
+            let (inner, outer) = (format!("{tag}v{i}"), format!("{tag}p{i}"));
+            ip(&[
+                "link", "add", &inner, "type", "veth", "peer", "name", &outer,
+            ])?;
+            ip(&["link", "set", &outer, "master", &hosts.bridge, "up"])?;
+            ip(&["link", "set", &inner, "netns", &ns])?;
+            let addr = format!("{}/24", hosts.addr(i));
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", &inner])?;
+            ip(&["-n", &ns, "link", "set", &inner, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(hosts)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, 10 + i)
+    }
+
+    /// `program args` run in host `i`'s namespace.
+    fn command(&self, i: usize, program: &str) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.namespaces[i], program]);
+        c.current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deleting a namespace deletes its end of the veth pair, and so the pair.
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// Two shards on two hosts (network namespaces) drive a target on a third,
+/// started together with one --start-at; the merge adds up to the plan.
+#[test]
+fn shards_on_namespaced_hosts_merge_into_the_plan() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "skipped: the namespaced target is python3's http.server, and python3 is missing"
+        );
+        return;
+    }
+    let mut hosts = match Hosts::new(3) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("skipped: cannot set up network namespaces here: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = hosts.addr(0);
+    let server = hosts
+        .command(0, "python3")
+        .args(["-m", "http.server", "8080", "--bind", &target])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    hosts.children.push(server);
+    let url = format!("http://{target}:8080/");
+    crate::support::wait_until("the namespaced target", || {
+        std::net::TcpStream::connect((target.as_str(), 8080)).is_ok()
+    });
+
+    let start = start_in(8);
+    let files: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("s{i}.json")))
+        .collect();
+    let shards: Vec<Child> = (0..2)
+        .map(|i| {
+            hosts
+                .command(i + 1, crate::support::SLOLAB)
+                .args(["load", "--rate", "100", "-n", "200", "-c", "4", "--json"])
+                .args(["--shard", &format!("{i}/2"), "--start-at", &start])
+                .arg("--save")
+                .arg(&files[i])
+                .arg(&url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in shards.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "shard {i}: {stderr}");
+    }
+    let merged_path = dir.path().join("merged.json");
+    let out = merge(&[files[0].as_path(), files[1].as_path()], &merged_path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = Results::read(&merged_path).unwrap();
+    assert_eq!(merged.pacer.as_ref().unwrap().scheduled, 200);
+    assert_eq!(merged.totals.requests, 200);
+    assert_eq!(merged.totals.good, 200, "{:?}", merged.totals.outcomes);
 }
