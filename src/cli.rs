@@ -9,8 +9,10 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    success (every SLO met)
   1    slolab failed: bad input, or it could not start
-  3    an SLO was not met (run, report --slo; capacity: not even at the start rate)
+  3    an SLO was not met (run, merge, report --slo; capacity: not even at the start rate)
   4    compare found a regression
+  5    merge: the run is INCOMPLETE (a shard missing or interrupted); the merged
+       file is written and marked
   130  run interrupted (Ctrl-C or SIGTERM): faults reverted, stack stopped,
        what was measured written and marked interrupted";
 
@@ -37,6 +39,8 @@ pub enum Command {
     Report(crate::report_cmd::ReportArgs),
     /// Tell whether HEAD results are worse than BASE results.
     Compare(crate::compare_cmd::CompareArgs),
+    /// Merge the results of a sharded run's shards into one results file.
+    Merge(crate::merge_cmd::MergeArgs),
     /// Bring the bundled target stack up, show it, take it down.
     Stack(crate::stack::StackArgs),
     /// Inject and revert faults in a running stack.
@@ -57,6 +61,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Capacity(a) => crate::capacity::main(a),
         Command::Report(a) => crate::report_cmd::main(a),
         Command::Compare(a) => crate::compare_cmd::main(a),
+        Command::Merge(a) => crate::merge_cmd::main(a),
         Command::Stack(a) => crate::stack::main(a),
         Command::Chaos(a) => crate::chaos_cmd::main(a),
         Command::Collect(a) => crate::collect::main(a),

@@ -114,6 +114,8 @@ pub struct LoadArgs {
     /// Count responses by the value of this header (e.g. X-Served-By).
     #[arg(long = "track-header")]
     pub track_header: Option<String>,
+    #[command(flatten)]
+    pub sharding: crate::shard::ShardArgs,
 }
 
 /// `--arrivals`: loadgen's [`loadgen::Arrivals`] as clap lists it in --help.
@@ -441,15 +443,44 @@ pub fn plan(args: &LoadArgs) -> anyhow::Result<LoadPlan> {
             proxy: args.proxy.clone(),
             http2: args.http2,
         },
+        shard: None,
     };
     loadgen::validate(&plan)?;
     Ok(plan)
 }
 
 pub fn main(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let plan = plan(&args)?;
+    let sharding = args.sharding.resolve(&args.url)?;
+    let mut plan = plan(&args)?;
+    let mut shard = None;
+    if let Some(sharding) = &sharding {
+        if args.save.is_none() {
+            bail!(
+                "shard {} measures a part of the run for `slolab merge`: give --save FILE",
+                sharding.shard
+            );
+        }
+        plan.shard = Some(sharding.shard);
+        loadgen::validate(&plan)?;
+        let (origin, record) = sharding.prepare()?;
+        if let Some(clock) = &record.clock {
+            eprintln!(
+                "slolab load: shard {} starts at {} (clock {:+.1} ms ± {:.1} ms from {})",
+                sharding.shard,
+                record.start_at,
+                clock.offset_ms,
+                clock.uncertainty_ms,
+                clock.reference
+            );
+        }
+        shard = Some((origin, record));
+    }
     let runtime = loadgen::runtime(plan.threads)?;
-    let results = runtime.block_on(drive(plan, &args))?;
+    let origin = shard.as_ref().map(|(origin, _)| *origin);
+    let mut results = runtime.block_on(drive(plan, origin, &args))?;
+    if let Some((_, record)) = shard {
+        results.shard = Some(record);
+    }
     if let Some(path) = &args.save {
         results.write(path)?;
     }
@@ -469,7 +500,12 @@ pub fn main(args: LoadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn drive(plan: LoadPlan, args: &LoadArgs) -> anyhow::Result<loadgen::Results> {
+/// Runs the plan; t = 0 at `origin` when given (a shard's agreed start).
+async fn drive(
+    plan: LoadPlan,
+    origin: Option<std::time::Instant>,
+    args: &LoadArgs,
+) -> anyhow::Result<loadgen::Results> {
     let shutdown = async {
         crate::shutdown::signal_received().await;
     };
@@ -489,9 +525,11 @@ async fn drive(plan: LoadPlan, args: &LoadArgs) -> anyhow::Result<loadgen::Resul
             }
             out.flush()
         });
-        let results = loadgen::run_with_rows(plan, shutdown, progress_tx, tx).await?;
+        let results = loadgen::run_with_rows(plan, origin, shutdown, progress_tx, tx).await?;
         writer.await.context("the CSV writer stopped")??;
         results
+    } else if let Some(origin) = origin {
+        loadgen::run_from(plan, origin, shutdown, progress_tx).await?
     } else {
         loadgen::run(plan, shutdown, progress_tx).await?
     };

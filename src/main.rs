@@ -14,10 +14,12 @@ mod exit;
 mod experiment;
 mod k8s;
 mod load;
+mod merge_cmd;
 mod progress;
 mod report_cmd;
 mod run;
 mod serve;
+mod shard;
 mod shutdown;
 mod stack;
 

@@ -16,13 +16,13 @@ use crate::epoll::Epoll;
 use crate::http1::{Conn, Failure, Marks, ResponseMeta, Wanted};
 use crate::outcome::Outcome;
 use crate::pacer::Schedule;
-use crate::plan::{Io, LoadPlan, Model, Stop};
+use crate::plan::{Io, LoadPlan, Model, Shard, Stop};
 use crate::record::{outcome_map, Aggregator, Message, Recorder, Sample};
 use crate::results::{
     encode_histogram, PacerStats, Results, RunMeta, Tool, Totals, SCHEMA_VERSION,
 };
 use crate::sock::{Backend, Socket};
-use crate::template::{self, CompiledRequest, Expansion, Origin};
+use crate::template::{self, CompiledRequest, Expansion, Origin, Sequence};
 use crate::tls;
 #[cfg(target_os = "linux")]
 use crate::uring::Uring;
@@ -45,8 +45,12 @@ struct Shared {
     start: Instant,
     interval_us: u64,
     count: Option<u64>,
+    /// The part of the run this generator sends (0/1: all of it).
+    shard: Shard,
+    /// Requests (open model: arrivals) this shard has taken; its `j`-th is the
+    /// run's `shard.global(j)`-th.
     claimed: AtomicU64,
-    sequence: AtomicU64,
+    sequence: Sequence,
     stopping: AtomicBool,
     interrupted: AtomicBool,
     /// When sending stopped early (µs from start), for the pacer's accounting.
@@ -75,9 +79,14 @@ impl Shared {
     }
 
     /// Takes the next request of a counted run; false when the count is used up.
+    /// A shard takes the requests k ≡ index (mod count) of the run's count.
     fn claim(&self) -> bool {
         match self.count {
-            Some(n) => self.claimed.fetch_add(1, Ordering::Relaxed) < n,
+            Some(n) => {
+                self.shard
+                    .global(self.claimed.fetch_add(1, Ordering::Relaxed))
+                    < n
+            }
             None => true,
         }
     }
@@ -155,7 +164,11 @@ impl<B: Backend> Worker<B> {
                 shared.claim().then_some(None)
             }
             Pacer::Open => {
-                let k = shared.claimed.fetch_add(1, Ordering::Relaxed);
+                // Arrival k of the whole run's schedule; a shard skips to its
+                // own k ≡ index (mod count), so the shards' union is the schedule.
+                let k = shared
+                    .shard
+                    .global(shared.claimed.fetch_add(1, Ordering::Relaxed));
                 if shared.count.is_some_and(|n| k >= n) {
                     return None;
                 }
@@ -704,7 +717,7 @@ fn spawn_workers(
     if plan.io == Io::Uring {
         return Err(LoadError::Plan("the io_uring backend needs Linux".into()));
     }
-    for id in 0..plan.connections {
+    for id in shared.shard.connections(plan.connections) {
         tokio::spawn(worker::<Epoll>(shared, id, tx).run());
     }
     Ok(Running::Epoll)
@@ -729,16 +742,17 @@ fn spawn_uring(
     tx: &mpsc::UnboundedSender<Message>,
 ) -> Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>, LoadError> {
     let plan = &shared.plan;
+    let ids = shared.shard.connections(plan.connections);
     let threads = match plan.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
-    .min(plan.connections);
+    .min(ids.len());
     // Redirects to another host resolve names through tokio's blocking pool.
     let handle = tokio::runtime::Handle::current();
     let mut joins = Vec::with_capacity(threads);
     for t in 0..threads {
-        let (mine, tx, handle) = (shared.clone(), tx.clone(), handle.clone());
+        let (mine, tx, handle, ids) = (shared.clone(), tx.clone(), handle.clone(), ids.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("loadgen-uring-{t}"))
             .spawn(move || {
@@ -748,8 +762,8 @@ fn spawn_uring(
                 // this thread's timer slack.
                 unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
                 let _runtime = handle.enter();
-                let tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = (t
-                    ..mine.plan.connections)
+                let tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = ids
+                    .skip(t)
                     .step_by(threads)
                     .map(|id| Box::pin(worker::<Uring>(&mine, id, &tx).run()) as _)
                     .collect();
@@ -781,6 +795,21 @@ pub(crate) fn validate(plan: &LoadPlan) -> Result<(), LoadError> {
     }
     if plan.interval.as_micros() == 0 {
         return bad("the interval must be at least 1µs");
+    }
+    if let Some(s) = plan.shard {
+        if s.count == 0 || s.index >= s.count {
+            return Err(LoadError::Plan(format!(
+                "shard {s}: the index must be below the count (0/{n} … {m}/{n})",
+                n = s.count,
+                m = s.count.saturating_sub(1)
+            )));
+        }
+        if plan.connections < s.count as usize {
+            return Err(LoadError::Plan(format!(
+                "{} shards need at least {} connections (-c) in all: each shard runs its share",
+                s.count, s.count
+            )));
+        }
     }
     if plan.transport.http2 && plan.io == Io::Uring {
         return bad(
@@ -914,8 +943,9 @@ pub(crate) async fn run(
         tls,
         start,
         count,
+        shard: plan.shard.unwrap_or(Shard { index: 0, count: 1 }),
         claimed: AtomicU64::new(0),
-        sequence: AtomicU64::new(0),
+        sequence: Sequence::new(plan.shard),
         stopping: AtomicBool::new(false),
         interrupted: AtomicBool::new(false),
         stopped_at_us: AtomicU64::new(u64::MAX),
@@ -1005,7 +1035,9 @@ pub(crate) async fn run(
         } else {
             stopped as f64 / 1e6
         };
-        let cap = |n: u64| count.map_or(n, |c| n.min(c));
+        // The run's arrivals before a time, capped by `-n`, then this shard's
+        // share of them (all of them unsharded).
+        let cap = |n: u64| shared.shard.share(count.map_or(n, |c| n.min(c)));
         let w = plan.interval.as_secs_f64();
         // Cumulative counts at shared boundaries, so the buckets add up exactly.
         let upto = |i: usize| cap(s.scheduled_by((i as f64 * w).min(stop_s)));
@@ -1026,21 +1058,12 @@ pub(crate) async fn run(
     });
 
     let duration_s = elapsed.as_secs_f64();
-    let valid = total.good + total.bad;
-    let totals = Totals {
+    let mut totals = Totals {
         requests: total.requests,
         good: total.good,
         bad: total.bad,
-        availability: if valid == 0 {
-            1.0
-        } else {
-            total.good as f64 / valid as f64
-        },
-        rps: if duration_s > 0.0 {
-            total.requests as f64 / duration_s
-        } else {
-            0.0
-        },
+        availability: 0.0,
+        rps: 0.0,
         outcomes: outcome_map(&total.outcomes),
         status_codes,
         latency: crate::results::LatencySummary::from_histogram(&acc.latency),
@@ -1050,6 +1073,7 @@ pub(crate) async fn run(
         bytes_received: total.bytes,
         by_header,
     };
+    totals.derive_rates(duration_s);
     let commit = tokio::task::spawn_blocking(crate::meta::git_commit)
         .await
         .ok()
@@ -1085,6 +1109,8 @@ pub(crate) async fn run(
         } else {
             encode_histogram(&acc.bad_latency)
         },
+        shard: None,
+        shards: None,
         extra,
     })
 }

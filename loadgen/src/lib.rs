@@ -27,9 +27,11 @@ use tokio::sync::{mpsc, watch};
 pub use engine::LATE_THRESHOLD;
 pub use meta::host;
 pub use outcome::Outcome;
-pub use plan::{Arrivals, BadPolicy, Io, LoadPlan, Model, RequestTemplate, Stage, Stop, Transport};
+pub use plan::{
+    Arrivals, BadPolicy, Io, LoadPlan, Model, RequestTemplate, Shard, Stage, Stop, Transport,
+};
 pub use record::{is_bad, PhaseStat, Phases};
-pub use results::{Results, SCHEMA_VERSION};
+pub use results::{ClockOffset, MergedShard, MergedShards, Results, ShardRecord, SCHEMA_VERSION};
 
 /// Why a run could not start. Failures of individual requests are not errors:
 /// they are outcomes, counted in the results.
@@ -143,15 +145,17 @@ pub async fn run_from(
     engine::run(plan, Some(origin), shutdown, progress, None).await
 }
 
-/// [`run`], also streaming one [`RequestRow`] per response into `rows` (bounded:
-/// a slow reader slows the run rather than growing memory).
+/// [`run`] (or [`run_from`] `origin`), also streaming one [`RequestRow`] per
+/// response into `rows` (bounded: a slow reader slows the run rather than
+/// growing memory).
 pub async fn run_with_rows(
     plan: LoadPlan,
+    origin: Option<std::time::Instant>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     progress: Option<watch::Sender<Progress>>,
     rows: mpsc::Sender<RequestRow>,
 ) -> Result<Results, LoadError> {
-    engine::run(plan, None, shutdown, progress, Some(rows)).await
+    engine::run(plan, origin, shutdown, progress, Some(rows)).await
 }
 
 /// Builds a runtime with `plan.threads` worker threads (0: one per core; 1: a

@@ -46,6 +46,54 @@ pub struct LoadPlan {
     /// How requests travel beyond the URL: through a proxy, over HTTP/2.
     #[serde(default, skip_serializing_if = "Transport::is_plain")]
     pub transport: Transport,
+    /// One shard of a run spread over several generators: this one sends
+    /// arrivals k ≡ index (mod count) of the schedule and its share of the
+    /// connections (and of `-n`). Absent: the whole run, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Which part of a sharded run a generator runs: shard `index` of `count`.
+/// The shards' union is exactly the unsharded run's schedule and connections.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// How many of `total` items (arrivals, requests, connections) dealt
+    /// round-robin — item k to shard k mod count — fall to this shard:
+    /// ⌈total/count⌉ for the first `total mod count` shards, ⌊total/count⌋ after.
+    pub fn share(&self, total: u64) -> u64 {
+        let (i, n) = (self.index as u64, self.count as u64);
+        if total > i {
+            (total - i).div_ceil(n)
+        } else {
+            0
+        }
+    }
+
+    /// This shard's connections as global connection ids: a contiguous block
+    /// of its [`share`](Self::share), so the blocks tile `0..connections`.
+    pub fn connections(&self, connections: usize) -> std::ops::Range<usize> {
+        let (i, n) = (self.index as usize, self.count as usize);
+        let (base, extra) = (connections / n, connections % n);
+        let start = i * base + i.min(extra);
+        start..start + base + usize::from(i < extra)
+    }
+
+    /// Global index of this shard's `local`-th item (arrival or request).
+    pub fn global(&self, local: u64) -> u64 {
+        local * self.count as u64 + self.index as u64
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// The ways of reaching the target that hey offers beyond the URL itself.
@@ -227,5 +275,37 @@ mod humantime_serde_compat {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_deal_items_round_robin_and_tile_the_connections() {
+        for count in 1..=5u32 {
+            for total in 0..=23u64 {
+                let shards: Vec<Shard> = (0..count).map(|index| Shard { index, count }).collect();
+                let shares: u64 = shards.iter().map(|s| s.share(total)).sum();
+                assert_eq!(shares, total, "{total} over {count}");
+                for s in &shards {
+                    // Its share is exactly the k < total with k ≡ index.
+                    let dealt = (0..total)
+                        .filter(|k| k % count as u64 == s.index as u64)
+                        .count();
+                    assert_eq!(s.share(total), dealt as u64);
+                    assert!(s.global(s.share(total)) >= total);
+                }
+                let tiles: Vec<usize> = shards
+                    .iter()
+                    .flat_map(|s| s.connections(total as usize))
+                    .collect();
+                assert_eq!(tiles, (0..total as usize).collect::<Vec<_>>());
+                for s in &shards {
+                    assert_eq!(s.connections(total as usize).len() as u64, s.share(total));
+                }
+            }
+        }
     }
 }

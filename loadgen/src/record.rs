@@ -205,7 +205,8 @@ impl Phases {
         self.read.add(read, first);
     }
 
-    pub(crate) fn merge(&mut self, o: &Phases) {
+    /// Adds another run's (or shard's) phases: sums add, extremes take the extreme.
+    pub fn merge(&mut self, o: &Phases) {
         if o.count == 0 {
             return;
         }

@@ -72,8 +72,63 @@ pub struct Results {
     /// were none (and in files written before it existed). Good = `histogram` − this.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bad_histogram: String,
+    /// A shard's file (`--shard I/N`): which shard, its start, its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// A merged file (`slolab merge`): the shards it adds up, and whether
+    /// any was missing or cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<MergedShards>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// One shard of a distributed run, as that shard recorded it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardRecord {
+    pub index: u32,
+    pub count: u32,
+    /// The agreed start, RFC 3339 UTC: t = 0 of every shard's timeline.
+    pub start_at: String,
+    /// This generator's clock against a reference, measured before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockOffset>,
+}
+
+/// How far a generator's clock was from a reference's (its HTTP `Date`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClockOffset {
+    /// The URL whose `Date` header was the reference.
+    pub reference: String,
+    /// Reference minus local clock, milliseconds (positive: this clock is behind).
+    pub offset_ms: f64,
+    /// The true offset lies within `offset_ms ± uncertainty_ms`.
+    pub uncertainty_ms: f64,
+    /// Requests the measurement took.
+    pub samples: u32,
+}
+
+/// What a merged file was merged from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergedShards {
+    pub count: u32,
+    pub start_at: String,
+    /// The shards merged, by index, with the host each ran on.
+    pub merged: Vec<MergedShard>,
+    /// Why the run is INCOMPLETE (a shard missing or interrupted); absent when
+    /// all `count` shards ran to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MergedShard {
+    #[serde(flatten)]
+    pub shard: ShardRecord,
+    pub host: Host,
+    pub interrupted: bool,
+    /// The file it was read from.
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,6 +206,24 @@ pub struct Totals {
     /// Responses per value of the tracked response header (e.g. X-Served-By).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_header: BTreeMap<String, u64>,
+}
+
+impl Totals {
+    /// Sets `availability` and `rps` from the counts, over a run of `duration_s`:
+    /// the one formula for the engine, merged shards and test fixtures.
+    pub fn derive_rates(&mut self, duration_s: f64) {
+        let valid = self.good + self.bad;
+        self.availability = if valid == 0 {
+            1.0
+        } else {
+            self.good as f64 / valid as f64
+        };
+        self.rps = if duration_s > 0.0 {
+            self.requests as f64 / duration_s
+        } else {
+            0.0
+        };
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rustls::pki_types::ServerName;
 
-use crate::plan::{LoadPlan, RequestTemplate};
+use crate::plan::{LoadPlan, RequestTemplate, Shard};
 use crate::LoadError;
 
 /// One piece of a template.
@@ -32,10 +32,36 @@ pub(crate) struct Template {
     segments: Vec<Segment>,
 }
 
+/// The run-wide `{seq}` counter. A shard's values are its own counter's
+/// `c × count + index`: never one another shard's, and for an unsharded run
+/// (1 shard, index 0) the plain counter 0, 1, 2, … as before.
+#[derive(Debug)]
+pub(crate) struct Sequence {
+    next: AtomicU64,
+    step: u64,
+    offset: u64,
+}
+
+impl Sequence {
+    pub fn new(shard: Option<Shard>) -> Self {
+        let shard = shard.unwrap_or(Shard { index: 0, count: 1 });
+        Self {
+            next: AtomicU64::new(0),
+            step: shard.count as u64,
+            offset: shard.index as u64,
+        }
+    }
+
+    /// The next value, unique across the run's shards.
+    pub fn take(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) * self.step + self.offset
+    }
+}
+
 /// Per-request expansion state: the sequence number is drawn at most once per
 /// request so `{seq}` in the path and body agree.
 pub(crate) struct Expansion<'a> {
-    pub sequence: &'a AtomicU64,
+    pub sequence: &'a Sequence,
     pub rng: &'a mut ChaCha8Rng,
     pub seq: Option<u64>,
 }
@@ -112,9 +138,7 @@ impl Template {
             match s {
                 Segment::Literal(b) => out.extend_from_slice(b),
                 Segment::Seq => {
-                    let seq = *x
-                        .seq
-                        .get_or_insert_with(|| x.sequence.fetch_add(1, Ordering::Relaxed));
+                    let seq = *x.seq.get_or_insert_with(|| x.sequence.take());
                     push_decimal(out, seq);
                 }
                 Segment::Rand(lo, hi) => push_decimal(out, x.rng.gen_range(*lo..=*hi)),
@@ -478,7 +502,7 @@ fn compile_one(
         || compiled.body.as_ref().is_some_and(|b| !b.is_static());
     if !dynamic {
         let mut out = Vec::new();
-        let seq = AtomicU64::new(0);
+        let seq = Sequence::new(None);
         let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
         let mut x = Expansion {
             sequence: &seq,
@@ -496,7 +520,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn expand(t: &Template, seq: &AtomicU64, rng: &mut ChaCha8Rng) -> String {
+    fn expand(t: &Template, seq: &Sequence, rng: &mut ChaCha8Rng) -> String {
         let mut out = Vec::new();
         let mut x = Expansion {
             sequence: seq,
@@ -511,7 +535,8 @@ mod tests {
     fn json_braces_stay_literal_and_seq_is_shared_within_a_request() {
         let t = Template::parse(r#"{"title":"t{seq}","n":"{seq}"}"#).unwrap();
         assert!(!t.is_static());
-        let seq = AtomicU64::new(7);
+        let seq = Sequence::new(None);
+        seq.next.store(7, Ordering::Relaxed);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         assert_eq!(expand(&t, &seq, &mut rng), r#"{"title":"t7","n":"7"}"#);
         assert_eq!(expand(&t, &seq, &mut rng), r#"{"title":"t8","n":"8"}"#);
@@ -519,9 +544,27 @@ mod tests {
     }
 
     #[test]
+    fn shards_draw_seq_values_no_other_shard_draws() {
+        let t = Template::parse("/t/{seq}").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut seen = std::collections::BTreeSet::new();
+        for index in 0..3 {
+            let seq = Sequence::new(Some(Shard { index, count: 3 }));
+            for _ in 0..4 {
+                assert!(seen.insert(expand(&t, &seq, &mut rng)));
+            }
+        }
+        // Together: the twelve values a single run draws.
+        let single = Sequence::new(None);
+        let want: std::collections::BTreeSet<String> =
+            (0..12).map(|_| expand(&t, &single, &mut rng)).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
     fn rand_is_seeded_and_in_range() {
         let t = Template::parse("/p?page={rand:1..20}&id={uuid}").unwrap();
-        let seq = AtomicU64::new(0);
+        let seq = Sequence::new(None);
         let a: Vec<String> = {
             let mut rng = ChaCha8Rng::seed_from_u64(42);
             (0..50).map(|_| expand(&t, &seq, &mut rng)).collect()
@@ -574,6 +617,7 @@ mod tests {
             bad: Default::default(),
             io: Default::default(),
             transport: Default::default(),
+            shard: None,
         };
         let (requests, origins) = compile(&plan).unwrap();
         let at: Vec<usize> = requests.iter().map(|r| r.origin).collect();

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::plan::{Endpoint, ExperimentPlan};
 use super::target::RunningTarget;
 use crate::experiment::Experiment;
+use crate::shard::Sharding;
 use verdict::record::{ExperimentSection, FaultRecord, StageWindow};
 use verdict::report::{self, Report};
 use verdict::slo::{self, SloAnalysis};
@@ -65,15 +66,25 @@ impl Interrupt {
 }
 
 /// Runs the experiment on a fresh runtime; see [`run`].
-pub fn execute(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
+pub fn execute(
+    exp: &Experiment,
+    out: &Path,
+    sharding: Option<&Sharding>,
+) -> anyhow::Result<RunOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(run(exp, out))
+    runtime.block_on(run(exp, out, sharding))
 }
 
-pub async fn run(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
+/// Runs the experiment; a shard (`sharding`) runs its part from the agreed
+/// start and gets no SLO analysis: only the merged run is judged.
+pub async fn run(
+    exp: &Experiment,
+    out: &Path,
+    sharding: Option<&Sharding>,
+) -> anyhow::Result<RunOutcome> {
     let interrupt = Interrupt::install()?;
     let name = &exp.name;
 
@@ -93,8 +104,9 @@ pub async fn run(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
         base_url: target.url().to_string(),
         token: target.token().map(str::to_string),
     };
-    let plan = ExperimentPlan::build(exp, &endpoint);
-    let measured = measure(&plan, &mut target, &interrupt).await;
+    let mut plan = ExperimentPlan::build(exp, &endpoint);
+    plan.load.shard = sharding.map(|s| s.shard);
+    let measured = measure(&plan, &mut target, &interrupt, sharding).await;
     let faults = target.finish_chaos().await;
     let target_info = target.info();
     let leftovers = target.stop().await;
@@ -112,6 +124,7 @@ pub async fn run(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
     let analysis = exp
         .slo
         .as_ref()
+        .filter(|_| sharding.is_none())
         .map(|spec| slo::analyze(&results, spec, &stages, &faults))
         .transpose()
         .context("SLO analysis")?;
@@ -158,20 +171,56 @@ pub async fn run(exp: &Experiment, out: &Path) -> anyhow::Result<RunOutcome> {
 /// How far ahead of now the shared origin is set: enough for the chaos task and
 /// the load's workers to be waiting when it comes, short enough to be unnoticed.
 const CLOCK_LEAD: Duration = Duration::from_millis(50);
+/// A shard's warm-up stops this long before the agreed start.
+const WARMUP_GAP: Duration = Duration::from_millis(200);
 
 async fn measure(
     plan: &ExperimentPlan,
     target: &mut RunningTarget,
     interrupt: &Interrupt,
+    sharding: Option<&Sharding>,
 ) -> anyhow::Result<Results> {
-    if let Some(warmup) = plan.warmup_plan() {
+    // A shard's t = 0 is the agreed start (after its clock check); its
+    // warm-up ends there, so every shard warms the target at the same time.
+    let shard = match sharding {
+        Some(s) => {
+            let s = s.clone();
+            Some(
+                tokio::task::spawn_blocking(move || s.prepare())
+                    .await
+                    .context("the clock check")??,
+            )
+        }
+        None => None,
+    };
+    if let Some(mut warmup) = plan.warmup_plan() {
         eprintln!(
             "slolab run: warming up for {}",
             chaos::duration::format(plan.warmup)
         );
-        loadgen::run(warmup, interrupt.clone().wait(), None)
-            .await
-            .context("warm-up load")?;
+        warmup.shard = plan.load.shard;
+        let warmed = match &shard {
+            Some((origin, record)) => {
+                let Some(from) = origin.checked_sub(plan.warmup) else {
+                    anyhow::bail!("the warm-up cannot start before this machine booted");
+                };
+                if from < std::time::Instant::now() {
+                    anyhow::bail!(
+                        "--start-at {} leaves less than the {} warm-up: give a later time",
+                        record.start_at,
+                        chaos::duration::format(plan.warmup)
+                    );
+                }
+                // Ends a moment early, so that its last responses are in
+                // before the measured load's first arrivals are due.
+                if let Some(d) = plan.warmup.checked_sub(WARMUP_GAP).filter(|d| !d.is_zero()) {
+                    warmup.stop = loadgen::Stop::Duration { duration: d };
+                }
+                loadgen::run_from(warmup, from, interrupt.clone().wait(), None).await
+            }
+            None => loadgen::run(warmup, interrupt.clone().wait(), None).await,
+        };
+        warmed.context("warm-up load")?;
     }
     if interrupt.is_set() {
         anyhow::bail!("interrupted during the warm-up; nothing was measured");
@@ -179,7 +228,10 @@ async fn measure(
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     // One clock: t = 0 of the load's schedule and timeline and of the chaos plan
     // is this one instant, a moment ahead so both are ready when it comes.
-    let origin = std::time::Instant::now() + CLOCK_LEAD;
+    let origin = match &shard {
+        Some((origin, _)) => *origin,
+        None => std::time::Instant::now() + CLOCK_LEAD,
+    };
     let fault_notes = target.start_chaos(origin)?;
     let bar = ProgressBar::start(plan, progress_rx, fault_notes);
     let results = loadgen::run_from(
@@ -191,7 +243,9 @@ async fn measure(
     .await
     .context("measured load");
     bar.finish().await;
-    results
+    let mut results = results?;
+    results.shard = shard.map(|(_, record)| record);
+    Ok(results)
 }
 
 /// Faults of the chaos plan that an interrupt stopped before they fired, recorded

@@ -15,7 +15,12 @@ use crate::experiment::{Experiment, StackTarget, Target};
 #[command(after_help = "\
 Exit codes: 0 every SLO met, 3 an SLO was not met, 1 bad profile or slolab failed.
 Ctrl-C reverts every fault, stops the stack, writes what was measured (marked
-interrupted) and exits 130.")]
+interrupted) and exits 130.
+
+Sharded (--shard I/N or --shards N, with --start-at): the profile's target must be
+a url. The shard's warm-up (if any) runs from start-at minus the warm-up, its
+measured load from start-at; it writes its results without an SLO verdict and
+exits 0 whatever its latencies: `slolab merge` of all N shards judges the SLOs.")]
 pub struct RunArgs {
     /// The experiment profile (TOML); see profiles/ for examples.
     pub profile: PathBuf,
@@ -33,10 +38,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// After writing results.json, POST it to URL/{index} (`slolab collect`),
-    /// retrying for about 1.5 min; the index is the Indexed Job's
-    /// (JOB_COMPLETION_INDEX).
+    /// retrying for about 1.5 min; the index is the shard's (`--shard I/N`, or
+    /// the Indexed Job's JOB_COMPLETION_INDEX).
     #[arg(long, value_name = "URL")]
     pub post_results: Option<String>,
+    #[command(flatten)]
+    pub sharding: crate::shard::ShardArgs,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -45,14 +52,35 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", dry_run(&exp)?);
         return Ok(ExitCode::SUCCESS);
     }
-    // Resolved before the run: a shard without its index fails at once.
-    let post = match &args.post_results {
-        Some(url) => Some((url, crate::collect::post::shard_index()?)),
-        None => None,
+    let sharding = match &exp.target {
+        Target::Url(url) => args.sharding.resolve(url)?,
+        Target::Stack(_) => {
+            if let Some(s) = args.sharding.resolve("http://127.0.0.1/")? {
+                anyhow::bail!(
+                    "shard {}: a sharded run drives one target from several generators, so the \
+                     profile's target must be a url (each shard would start a stack of its own)",
+                    s.shard
+                );
+            }
+            None
+        }
     };
-    let outcome = execute::execute(&exp, &args.out)?;
+    // Resolved before the run: a shard without its index fails at once.
+    let post = match (&args.post_results, &sharding) {
+        (Some(url), Some(s)) => Some((url, s.shard.index)),
+        (Some(url), None) => Some((url, crate::collect::post::shard_index()?)),
+        (None, _) => None,
+    };
+    let outcome = execute::execute(&exp, &args.out, sharding.as_ref())?;
     if let Some((url, index)) = post {
         crate::collect::post::post_file(url, index, &outcome.dir.join("results.json"))?;
+    }
+    if let (Some(s), false) = (&sharding, outcome.interrupted) {
+        println!(
+            "shard {} done; merge the shards for the SLO verdict (slolab merge)",
+            s.shard
+        );
+        return Ok(crate::exit::SUCCESS);
     }
     Ok(outcome.exit_code())
 }

@@ -78,6 +78,7 @@ impl ExperimentPlan {
             bad: exp.bad.clone(),
             io: Default::default(),
             transport: Default::default(),
+            shard: None,
         };
         Self {
             name: exp.name.clone(),

@@ -210,20 +210,30 @@ fn search(f: &Found) -> &serde_json::Value {
 
 #[test]
 fn the_interval_contains_a_known_capacity_within_ten_percent() {
-    // 4 workers × 9 ms: about 444 req/s.
+    // 4 workers × 16 ms: about 250 req/s.
     let s = server(Behaviour::Workers {
         workers: 4,
-        service: Duration::from_millis(9),
+        service: Duration::from_millis(16),
     });
     let dir = tempfile::tempdir().unwrap();
     let p = profile(
         dir.path(),
         s.addr,
         64,
-        "[slo]\navailability = \"99%\"\np95 = \"50ms\"\n\
-         [capacity]\nstart-rate = 100\nwarmup = \"1s\"\nwindow = \"3s\"\nconfirm = \"5s\"\ncooldown = \"500ms\"\n",
+        "[slo]\navailability = \"99%\"\np95 = \"80ms\"\n\
+         [capacity]\nstart-rate = 60\nwarmup = \"1s\"\nwindow = \"3s\"\nconfirm = \"5s\"\ncooldown = \"500ms\"\n",
     );
-    let f = capacity(dir.path(), &p, &[]);
+    // A machine too busy to keep the generator's schedule (other tests run
+    // beside this one) makes the search say "generator-bound" — the honest
+    // answer, not a capacity: search again once when it does.
+    let mut f = capacity(dir.path(), &p, &[]);
+    if search(&f)["outcome"] == "generator_bound" {
+        eprintln!(
+            "generator-bound on a busy machine; searching again:\n{}",
+            f.stderr
+        );
+        f = capacity(dir.path(), &p, &[]);
+    }
     let truth = 4.0
         / (s.busy_us.load(Ordering::Relaxed) as f64
             / 1e6
@@ -248,7 +258,7 @@ fn the_interval_contains_a_known_capacity_within_ten_percent() {
     let probes = a["probes"].as_array().unwrap();
     assert_eq!(probes.last().unwrap()["kind"], "confirm");
     // Files: the record, both reports.
-    let run = search_dir(dir.path());
+    let run = PathBuf::from(f.json["dir"].as_str().unwrap());
     for f in ["capacity.json", "report.md", "report.html"] {
         assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
     }

@@ -38,6 +38,7 @@ fn plan(addr: SocketAddr) -> LoadPlan {
         bad: BadPolicy::default(),
         io: Default::default(),
         transport: Default::default(),
+        shard: None,
     }
 }
 

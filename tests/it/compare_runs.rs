@@ -10,7 +10,11 @@ use crate::support::{http_server_with, slolab, Answers};
 /// A server on port 0 that answers after `delay`, with 500 to every
 /// `fail_every`-th request; its URL.
 fn upstream(delay: Duration, fail_every: Option<u64>) -> String {
-    let server = http_server_with(Answers { delay, fail_every });
+    let server = http_server_with(Answers {
+        delay,
+        fail_every,
+        ..Default::default()
+    });
     format!("http://{}/tasks", server.addr)
 }
 

@@ -14,5 +14,6 @@ mod profile_dry_run;
 mod profile_errors;
 mod report_cli;
 mod run_quickstart;
+mod shard;
 mod stack_cli;
 mod support;

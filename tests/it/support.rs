@@ -116,10 +116,13 @@ pub struct Answers {
     pub delay: Duration,
     /// Every `k`-th request (counted over all connections) gets a 500.
     pub fail_every: Option<u64>,
+    /// Added to this machine's clock in the `Date` header: a server whose
+    /// clock is off, for the shards' clock check.
+    pub clock_skew_s: i64,
 }
 
 /// A keep-alive HTTP/1.1 server on its own threads: answers every request with
-/// 200 "ok" (or 503 for paths starting /fail).
+/// 200 "ok" (or 503 for paths starting /fail), dated by this machine's clock.
 pub fn http_server() -> HttpServer {
     http_server_with(Answers::default())
 }
@@ -169,8 +172,12 @@ pub fn http_server_with(answers: Answers) -> HttpServer {
                             (true, 0) => "X-Cache: HIT\r\n",
                             (true, _) => "X-Cache: MISS\r\n",
                         };
-                        let resp =
-                            format!("HTTP/1.1 {status}\r\n{cache}Content-Length: 2\r\n\r\nok");
+                        let date = (chrono::Utc::now()
+                            + chrono::Duration::seconds(answers.clock_skew_s))
+                        .format("%a, %d %b %Y %H:%M:%S GMT");
+                        let resp = format!(
+                            "HTTP/1.1 {status}\r\nDate: {date}\r\n{cache}Content-Length: 2\r\n\r\nok"
+                        );
                         if s.write_all(resp.as_bytes()).is_err() || close {
                             return;
                         }

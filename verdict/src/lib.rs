@@ -5,6 +5,7 @@
 
 pub mod capacity;
 pub mod compare;
+pub mod merge;
 pub mod record;
 pub mod report;
 pub mod slo;

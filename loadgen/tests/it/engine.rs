@@ -524,3 +524,45 @@ async fn through_a_proxy_requests_go_in_absolute_form_redirects_too() {
     let e = loadgen::validate(&plan).unwrap_err().to_string();
     assert!(e.contains("no-port.test") && e.contains("-x"), "{e}");
 }
+
+/// Shards of one plan add up to the whole run: a closed `-n` is dealt k mod N
+/// and the connections ⌈c/N⌉ or ⌊c/N⌋ each; the open model's arrivals (here
+/// Poisson, from the one seed) are dealt k mod N from the same schedule.
+#[tokio::test]
+async fn shards_add_up_to_the_whole_run() {
+    let s = hyper_server().await;
+    for (index, connections) in [3, 2, 2].into_iter().enumerate() {
+        let mut plan = closed_plan(&s.url("/"), 537, 7);
+        plan.shard = Some(loadgen::Shard {
+            index: index as u32,
+            count: 3,
+        });
+        let before = s.counters.connections.load(Ordering::SeqCst);
+        let r = loadgen::run(plan, never(), None).await.unwrap();
+        assert_eq!(r.totals.requests, 179, "shard {index}");
+        let opened = s.counters.connections.load(Ordering::SeqCst) - before;
+        assert_eq!(opened, connections, "shard {index}");
+    }
+    assert_eq!(s.counters.requests.load(Ordering::SeqCst), 537);
+
+    let mut plan = open_plan(&s.url("/"), 400.0, 1.0, 4);
+    plan.arrivals = loadgen::Arrivals::Poisson;
+    let whole = loadgen::run(plan.clone(), never(), None).await.unwrap();
+    let scheduled = whole.pacer.as_ref().unwrap().scheduled;
+    let (mut sum_scheduled, mut sum_requests) = (0, 0);
+    for index in 0..2 {
+        let mut shard = plan.clone();
+        shard.shard = Some(loadgen::Shard { index, count: 2 });
+        let r = loadgen::run(shard, never(), None).await.unwrap();
+        let p = r.pacer.as_ref().unwrap();
+        assert_eq!(
+            p.scheduled,
+            (scheduled + 1 - index as u64) / 2,
+            "shard {index}"
+        );
+        sum_scheduled += p.scheduled;
+        sum_requests += r.totals.requests;
+    }
+    assert_eq!(sum_scheduled, scheduled);
+    assert_eq!(sum_requests, whole.totals.requests);
+}

@@ -292,6 +292,7 @@ pub fn closed_plan(url: &str, count: u64, connections: usize) -> LoadPlan {
         bad: BadPolicy::default(),
         io: io(),
         transport: Default::default(),
+        shard: None,
     }
 }
 

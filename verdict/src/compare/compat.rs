@@ -81,6 +81,34 @@ fn leaves(path: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// Where two records differ, leaf by leaf, as `path: a → b` (paths under
+/// `prefix`, as [`shape`] names them): what `merge` says when shards are not
+/// of one run.
+pub(crate) fn leaf_differences(
+    prefix: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+) -> Vec<String> {
+    let collect = |v| {
+        let mut out = Vec::new();
+        leaves(prefix, v, &mut out);
+        out.into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (a, b) = (collect(a), collect(b));
+    let absent = "(absent)".to_string();
+    a.keys()
+        .chain(b.keys().filter(|k| !a.contains_key(*k)))
+        .filter_map(|path| {
+            let (x, y) = (
+                a.get(path).unwrap_or(&absent),
+                b.get(path).unwrap_or(&absent),
+            );
+            (x != y).then(|| format!("{path}: {} → {}", shorten(x), shorten(y)))
+        })
+        .collect()
+}
+
 /// JSON text of plan parts, so enum variants and their fields compare and print
 /// the way the results file spells them.
 fn json<T: serde::Serialize>(v: &T) -> String {

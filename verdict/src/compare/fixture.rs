@@ -48,6 +48,7 @@ pub fn plan() -> LoadPlan {
         bad: BadPolicy::default(),
         io: Default::default(),
         transport: Default::default(),
+        shard: None,
     }
 }
 
@@ -114,6 +115,8 @@ pub fn results(intervals: &[Spec]) -> Results {
         histogram: encode_histogram(&total),
         service_histogram: encode_histogram(&total),
         bad_histogram: String::new(),
+        shard: None,
+        shards: None,
         extra: BTreeMap::new(),
     }
 }

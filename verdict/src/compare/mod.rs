@@ -2,13 +2,13 @@
 //! per metric, with a bootstrap interval so that noise on a shared machine does
 //! not raise an alarm and a real slowdown does.
 
-mod compat;
+pub(crate) mod compat;
 mod render;
 mod sample;
 mod stats;
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -146,6 +146,7 @@ fn plan(stages: Vec<Stage>, interval_s: f64) -> LoadPlan {
         bad: BadPolicy::default(),
         io: Default::default(),
         transport: Default::default(),
+        shard: None,
     }
 }
 
@@ -178,17 +179,7 @@ pub fn results(timeline: Vec<Interval>) -> Results {
             *totals.by_header.entry(k.clone()).or_insert(0) += v;
         }
     }
-    let valid = totals.good + totals.bad;
-    totals.availability = if valid == 0 {
-        1.0
-    } else {
-        totals.good as f64 / valid as f64
-    };
-    totals.rps = if duration_s > 0.0 {
-        totals.requests as f64 / duration_s
-    } else {
-        0.0
-    };
+    totals.derive_rates(duration_s);
     totals.latency = LatencySummary::from_histogram(&total);
     let mut good_h = total.clone();
     good_h.subtract(&total_bad).unwrap();
@@ -232,6 +223,8 @@ pub fn results(timeline: Vec<Interval>) -> Results {
         } else {
             encode_histogram(&total_bad)
         },
+        shard: None,
+        shards: None,
         extra: BTreeMap::new(),
     }
 }
