@@ -71,12 +71,13 @@ pub fn main(args: MergeArgs) -> anyhow::Result<ExitCode> {
         .write(&args.out)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let r = &merged.results;
-    let shards = r.shards.as_ref().expect("a merged file records its shards");
+    let shards = match &r.shards {
+        Some(s) => format!("{} of {} shards", s.merged.len(), s.count),
+        None => "shards".to_string(),
+    };
     let p99 = r.totals.latency.percentile("p99").unwrap_or(0);
     println!(
-        "slolab merge: {} of {} shards, {} requests, availability {:.4}%, p99 {:.2} ms → {}",
-        shards.merged.len(),
-        shards.count,
+        "slolab merge: {shards}, {} requests, availability {:.4}%, p99 {:.2} ms → {}",
         r.totals.requests,
         r.totals.availability * 100.0,
         p99 as f64 / 1e3,
