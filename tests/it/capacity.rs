@@ -256,7 +256,10 @@ fn the_interval_contains_a_known_capacity_within_ten_percent() {
         f.stderr
     );
     let probes = a["probes"].as_array().unwrap();
-    assert_eq!(probes.last().unwrap()["kind"], "confirm");
+    // The answer ends on a confirmation (re-probed once when the first disagreed,
+    // which a search landing right at the knee may do).
+    let last = probes.last().unwrap()["kind"].as_str().unwrap();
+    assert!(last == "confirm" || last == "reprobe", "ended on {last}");
     // Files: the record, both reports.
     let run = PathBuf::from(f.json["dir"].as_str().unwrap());
     for f in ["capacity.json", "report.md", "report.html"] {
