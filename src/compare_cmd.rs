@@ -137,15 +137,21 @@ pub fn main(args: CompareArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A capacity search's file: the file itself, or `capacity.json` in a directory.
-fn capacity_file(p: &std::path::Path) -> Option<PathBuf> {
+/// A capacity search given as the file itself or its directory (holding
+/// `capacity.json`), read once; `None` when the path is a run.
+fn capacity_record(
+    p: &std::path::Path,
+) -> anyhow::Result<Option<verdict::capacity::CapacityRecord>> {
     use verdict::capacity::{CapacityRecord, FILE_NAME};
     let f = if p.is_dir() {
         p.join(FILE_NAME)
     } else {
         p.to_path_buf()
     };
-    (f.is_file() && CapacityRecord::is_capacity_file(&f)).then_some(f)
+    if !f.is_file() {
+        return Ok(None);
+    }
+    Ok(CapacityRecord::read_if_capacity(&f)?)
 }
 
 /// Compares two capacity searches when BASE and HEAD are (one each); `None`
@@ -155,17 +161,19 @@ fn compare_capacity(
     head: &[PathBuf],
     format: Format,
 ) -> anyhow::Result<Option<ExitCode>> {
-    use verdict::capacity::{compare::compare, CapacityRecord};
-    let found = |side: &[PathBuf]| {
-        side.iter()
-            .filter_map(|p| capacity_file(p))
-            .collect::<Vec<_>>()
+    use verdict::capacity::compare::compare;
+    let found = |side: &[PathBuf]| -> anyhow::Result<Vec<_>> {
+        let mut v = Vec::new();
+        for p in side {
+            v.extend(capacity_record(p)?);
+        }
+        Ok(v)
     };
-    let (b, h) = (found(base), found(head));
+    let (b, h) = (found(base)?, found(head)?);
     match (b.as_slice(), h.as_slice()) {
         ([], []) => Ok(None),
         ([b], [h]) if base.len() == 1 && head.len() == 1 => {
-            let c = compare(&CapacityRecord::read(b)?, &CapacityRecord::read(h)?);
+            let c = compare(b, h);
             print!(
                 "{}",
                 match format {

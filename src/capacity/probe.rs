@@ -11,7 +11,7 @@ use verdict::capacity::{
     self, Answer, GeneratorRate, Outcome, Probe, ProbeRun, ProbeVerdict, Search, SearchRecord, Step,
 };
 
-use super::setup::{write_share, Setup};
+use super::setup::Setup;
 use crate::experiment::Experiment;
 use crate::run::execute::Interrupt;
 use crate::run::plan::{Endpoint, ExperimentPlan};
@@ -149,8 +149,8 @@ pub(super) async fn search_one(
             "slolab capacity{label}: probe {index} ({}): {} for {} + {}",
             format!("{kind:?}").to_lowercase(),
             capacity::format_rps(rate),
-            secs(s.warmup_s),
-            secs(window_s)
+            capacity::format_secs(s.warmup_s),
+            capacity::format_secs(window_s)
         );
         let Some((target, base)) = or_abort!(subject.ready(index, interrupt).await) else {
             // Interrupted while the target was starting.
@@ -247,7 +247,7 @@ pub(super) async fn search_one(
         }
     };
     let answer = Answer::of(&search, outcome, &probes);
-    let writes = (sent as f64 * write_share(exp)).round() as u64;
+    let writes = (sent as f64 * setup.write_share).round() as u64;
     eprintln!("slolab capacity{label}: {}", answer.summary);
     Searched {
         record: SearchRecord {
@@ -278,8 +278,4 @@ fn process_cpu_s() -> f64 {
 }
 fn ms(v: Option<f64>) -> String {
     v.map(verdict::slo::format_ms).unwrap_or_else(|| "—".into())
-}
-
-fn secs(s: f64) -> String {
-    chaos::duration::format(Duration::from_secs_f64(s))
 }

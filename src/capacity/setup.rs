@@ -36,6 +36,8 @@ pub(super) struct Setup {
     pub(super) with_chaos: bool,
     /// A fresh stack before each probe.
     pub(super) fresh: bool,
+    /// The share of the request mix that writes (see [`write_share`]).
+    pub(super) write_share: f64,
 }
 
 impl Setup {
@@ -144,13 +146,14 @@ impl Setup {
                 );
             }
         }
+        let write_share = write_share(&exp);
         let fresh = match (a.fresh, &exp.target) {
             (Fresh::Always, Target::Url(_)) => {
                 bail!("--fresh always needs a stack profile: a `url` target is not ours to restart")
             }
             (_, Target::Url(_)) | (Fresh::Never, _) => false,
             (Fresh::Always, _) => true,
-            (Fresh::Auto, _) => write_share(&exp) > 0.0,
+            (Fresh::Auto, _) => write_share > 0.0,
         };
         let spec = exp
             .slo
@@ -166,6 +169,7 @@ impl Setup {
             target_rate: a.target_rate,
             with_chaos: a.with_chaos,
             fresh,
+            write_share,
             exp,
         })
     }
@@ -191,7 +195,7 @@ impl Setup {
 
 /// The share of the request mix (by weight) that writes: methods other than
 /// GET and HEAD.
-pub(super) fn write_share(exp: &Experiment) -> f64 {
+fn write_share(exp: &Experiment) -> f64 {
     let total: u32 = exp.load.requests.iter().map(|r| r.weight).sum();
     let writes: u32 = exp
         .load

@@ -179,15 +179,20 @@ fn capacity(dir: &Path, profile: &Path, args: &[&str]) -> Found {
     }
 }
 
-/// A server that answers every request after `service_ms`, however many at once,
-/// and a profile against it (`connections` in flight, `extra` appended).
-fn fixed(service_ms: u64, connections: usize, extra: &str) -> (Server, tempfile::TempDir, PathBuf) {
-    let s = server(Behaviour::Fixed {
-        service: Duration::from_millis(service_ms),
-    });
+/// A test server behaving as `b`, and a profile against it (`connections` in
+/// flight, `extra` appended).
+fn served(b: Behaviour, connections: usize, extra: &str) -> (Server, tempfile::TempDir, PathBuf) {
+    let s = server(b);
     let dir = tempfile::tempdir().unwrap();
     let p = profile(dir.path(), s.addr, connections, extra);
     (s, dir, p)
+}
+
+/// [`served`] by a server that answers every request after `service_ms`,
+/// however many at once.
+fn fixed(service_ms: u64, connections: usize, extra: &str) -> (Server, tempfile::TempDir, PathBuf) {
+    let service = Duration::from_millis(service_ms);
+    served(Behaviour::Fixed { service }, connections, extra)
 }
 
 /// The search's directory under `DIR/out/cap`.
@@ -211,14 +216,11 @@ fn search(f: &Found) -> &serde_json::Value {
 #[test]
 fn the_interval_contains_a_known_capacity_within_ten_percent() {
     // 4 workers × 16 ms: about 250 req/s.
-    let s = server(Behaviour::Workers {
-        workers: 4,
-        service: Duration::from_millis(16),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let p = profile(
-        dir.path(),
-        s.addr,
+    let (s, dir, p) = served(
+        Behaviour::Workers {
+            workers: 4,
+            service: Duration::from_millis(16),
+        },
         64,
         "[slo]\navailability = \"99%\"\np95 = \"80ms\"\n\
          [capacity]\nstart-rate = 60\nwarmup = \"1s\"\nwindow = \"3s\"\nconfirm = \"5s\"\ncooldown = \"500ms\"\n",
@@ -383,11 +385,8 @@ fn ctrl_c_writes_the_probes_so_far_and_exits_130() {
 /// Searches a server that degrades past 300 req/s (slow, or failing fast) and
 /// returns the binding objective's name.
 fn binding_past_300(fail: bool) -> String {
-    let s = server(Behaviour::PastRate { rate: 300, fail });
-    let dir = tempfile::tempdir().unwrap();
-    let p = profile(
-        dir.path(),
-        s.addr,
+    let (_server, dir, p) = served(
+        Behaviour::PastRate { rate: 300, fail },
         200,
         "[slo]\navailability = \"99%\"\np95 = \"100ms\"\n\
          [capacity]\nstart-rate = 100\nresolution = 0.3\nwarmup = \"1s\"\nwindow = \"2s\"\ncooldown = \"1200ms\"\n",

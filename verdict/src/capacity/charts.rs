@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use super::search::ProbeVerdict;
 use super::usl::UslFit;
-use super::{Probe, SearchRecord};
+use super::{by_rate, Probe, SearchRecord};
 use crate::report::charts::{
     err, font, frame, key, svg, Key, BLUE, BOTTOM_AREA, GREEN, GREY, LEFT_AREA, MARGIN, ORANGE,
     PURPLE, RED, TEXT_PX,
@@ -59,21 +59,6 @@ fn interval_key(search: &SearchRecord) -> Option<Key> {
         .first_fail_rps
         .zip(search.answer.last_pass_rps)
         .map(|_| key("capacity interval (shaded)", INTERVAL, false))
-}
-
-/// The probe that speaks for each rate (the last one probed there: a
-/// confirmation over the probe it confirmed), for lines; every probe is a dot.
-fn by_rate<'a>(probes: &[&'a Probe]) -> Vec<&'a Probe> {
-    let mut last: Vec<&Probe> = Vec::new();
-    for p in probes {
-        match last.iter_mut().find(|q| q.offered_rps == p.offered_rps) {
-            Some(q) if q.index < p.index => *q = p,
-            Some(_) => {}
-            None => last.push(p),
-        }
-    }
-    last.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
-    last
 }
 
 /// Whole numbers on a rate or count axis.

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use judge::{judge, plateau_spec, rps as format_rps, ProbeRun};
 pub use plan::{parse_rate, GeneratorRate, Projection, GENERATOR_HEADROOM};
-pub use report::{html, markdown, text};
+pub use report::{format_secs, html, markdown, text};
 pub use search::{Outcome, ProbeKind, ProbeVerdict, Search, SearchSettings, Step};
 pub use trend::Trend;
 pub use usl::{UslError, UslFit};
@@ -61,6 +61,13 @@ pub enum CapacityError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// What a JSON file turned out to be.
+enum Parsed {
+    Capacity(Box<CapacityRecord>),
+    Other { path: String, kind: String },
+    NotJson(CapacityError),
 }
 
 /// `capacity.json`: everything a search measured and concluded.
@@ -298,17 +305,34 @@ fn describe(c: &Criterion) -> String {
     format!("{} {} vs {}{}", c.name, c.measured, c.target, by)
 }
 
+/// The probe that speaks for each rate (the last one probed there: a
+/// confirmation over the probe it confirmed), for the
+/// charts' lines and the knee; every probe is still a dot on the charts.
+pub(crate) fn by_rate<'a>(probes: &[&'a Probe]) -> Vec<&'a Probe> {
+    let mut last: Vec<&Probe> = Vec::new();
+    for p in probes {
+        match last.iter_mut().find(|q| q.offered_rps == p.offered_rps) {
+            Some(q) if q.index < p.index => *q = p,
+            Some(_) => {}
+            None => last.push(p),
+        }
+    }
+    last.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
+    last
+}
+
 /// The knee of p99 against offered rate (Kneedle: the probe farthest below the
 /// chord from the lowest to the highest rate, both axes normalised), over the
 /// probes that judged the target; `None` with fewer than three.
 fn knee(probes: &[Probe]) -> Option<f64> {
-    let mut pts: Vec<(f64, f64)> = probes
+    let judged: Vec<&Probe> = probes
         .iter()
         .filter(|p| matches!(p.verdict, ProbeVerdict::Pass | ProbeVerdict::Fail))
+        .collect();
+    let pts: Vec<(f64, f64)> = by_rate(&judged)
+        .into_iter()
         .filter_map(|p| Some((p.offered_rps, p.p99_ms?)))
         .collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    pts.dedup_by(|a, b| a.0 == b.0);
     if pts.len() < 3 {
         return None;
     }
@@ -327,35 +351,43 @@ fn knee(probes: &[Probe]) -> Option<f64> {
 
 impl CapacityRecord {
     pub fn read(path: &Path) -> Result<Self, CapacityError> {
+        match Self::parse(path)? {
+            Parsed::Capacity(rec) => Ok(*rec),
+            Parsed::Other { path, kind } => Err(CapacityError::Kind { path, kind }),
+            Parsed::NotJson(e) => Err(e),
+        }
+    }
+
+    /// The record when `path` is a capacity search, `None` when it is some other
+    /// file (a run's `results.json`): the file is read and parsed once.
+    pub fn read_if_capacity(path: &Path) -> Result<Option<Self>, CapacityError> {
+        Ok(match Self::parse(path)? {
+            Parsed::Capacity(rec) => Some(*rec),
+            Parsed::Other { .. } | Parsed::NotJson(_) => None,
+        })
+    }
+
+    /// Reads `path` once and tells a capacity search (its record, which must
+    /// then be whole) from any other file.
+    fn parse(path: &Path) -> Result<Parsed, CapacityError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| CapacityError::Read {
             path: p.clone(),
             source,
         })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| CapacityError::Parse {
-                path: p.clone(),
-                source,
-            })?;
+        let value: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(source) => return Ok(Parsed::NotJson(CapacityError::Parse { path: p, source })),
+        };
         match value.get("kind").and_then(|k| k.as_str()) {
-            Some(KIND) => {}
-            other => {
-                return Err(CapacityError::Kind {
-                    path: p,
-                    kind: other.unwrap_or("results").to_string(),
-                })
-            }
+            Some(KIND) => serde_json::from_value(value)
+                .map(|rec| Parsed::Capacity(Box::new(rec)))
+                .map_err(|source| CapacityError::Parse { path: p, source }),
+            other => Ok(Parsed::Other {
+                path: p,
+                kind: other.unwrap_or("results").to_string(),
+            }),
         }
-        serde_json::from_value(value).map_err(|source| CapacityError::Parse { path: p, source })
-    }
-
-    /// Whether a JSON file is a capacity search (by its `kind`), without reading
-    /// it all into the record type.
-    pub fn is_capacity_file(path: &Path) -> bool {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some(KIND))
     }
 
     /// Writes the record whole or not at all.

@@ -27,9 +27,9 @@ fn blocks(rec: &CapacityRecord) -> Vec<Block> {
         rec.profile_path,
         rec.seed,
         rec.arrivals,
-        secs(s.warmup_s),
-        secs(s.window_s),
-        secs(s.confirm_s),
+        format_secs(s.warmup_s),
+        format_secs(s.window_s),
+        format_secs(s.confirm_s),
         s.resolution * 100.0,
         s.min_achieved * 100.0,
         if rec.interrupted { "; INTERRUPTED" } else { "" }
@@ -257,7 +257,8 @@ fn objectives_line(v: &serde_json::Value) -> String {
 
 const NO_OBJECTIVES: &str = "none (only the achieved rate and stationarity judge)";
 
-fn secs(s: f64) -> String {
+/// Seconds as the reports and the progress lines print them (`2s`, `500ms`).
+pub fn format_secs(s: f64) -> String {
     chaos::duration::format(std::time::Duration::from_secs_f64(s))
 }
 

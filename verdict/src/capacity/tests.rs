@@ -273,7 +273,7 @@ fn a_record_round_trips_and_renders_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
     rec.write(&path).unwrap();
-    assert!(CapacityRecord::is_capacity_file(&path));
+    assert!(CapacityRecord::read_if_capacity(&path).unwrap().is_some());
     let back = CapacityRecord::read(&path).unwrap();
     assert_eq!(back.searches[0].answer, rec.searches[0].answer);
     assert_eq!(back.capacities(), vec![(1, 100.0)]);
@@ -296,7 +296,7 @@ fn a_results_file_is_not_a_capacity_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("results.json");
     std::fs::write(&path, r#"{"schema_version": 1, "tool": {}}"#).unwrap();
-    assert!(!CapacityRecord::is_capacity_file(&path));
+    assert!(CapacityRecord::read_if_capacity(&path).unwrap().is_none());
     assert!(matches!(
         CapacityRecord::read(&path),
         Err(CapacityError::Kind { .. })
